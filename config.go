@@ -1,0 +1,214 @@
+package faceidsigner
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kycgate/faceidsigner/signer"
+)
+
+// Config is the plugin's dynamic configuration. Traefik matches keys to the
+// field names case-insensitively (appId, secretFile, refreshInterval...).
+// Durations are strings such as "20m", parsed in New.
+type Config struct {
+	// AppID is the FaceID WBappid. Required.
+	AppID string
+	// Secret is the app's secret. Exactly one of Secret and SecretFile.
+	Secret string
+	// SecretFile is a file holding the secret (trimmed), read in New. Prefer
+	// it: Traefik's API shows plugin configuration unredacted.
+	SecretFile string
+	// Endpoint is the vendor base URL used for access_token and api_ticket.
+	Endpoint string
+	// Version is the vendor API version sent and signed.
+	Version string
+	// API selects the signing recipe (queryfacerecord by default).
+	API string
+	// RefreshInterval is the ticket age at which it is refreshed ahead of expiry.
+	RefreshInterval string
+	// Timeout bounds each call to the vendor's OAuth endpoints.
+	Timeout string
+	// MaxBodyBytes is the largest request body accepted from the app.
+	MaxBodyBytes int64
+	// LogLevel is one of debug, info, warn, error.
+	LogLevel string
+}
+
+// Defaults.
+const (
+	DefaultEndpoint        = "https://miniprogram-kyc.tencentcloudapi.com"
+	DefaultVersion         = "1.0.0"
+	DefaultRefreshInterval = "20m"
+	DefaultTimeout         = "5s"
+	DefaultMaxBodyBytes    = 65536
+	DefaultLogLevel        = "info"
+	maxMaxBodyBytes        = 10 << 20
+)
+
+// CreateConfig returns the default configuration.
+func CreateConfig() *Config {
+	return &Config{
+		Endpoint:        DefaultEndpoint,
+		Version:         DefaultVersion,
+		API:             signer.DefaultAPI,
+		RefreshInterval: DefaultRefreshInterval,
+		Timeout:         DefaultTimeout,
+		MaxBodyBytes:    DefaultMaxBodyBytes,
+		LogLevel:        DefaultLogLevel,
+	}
+}
+
+// settings is Config validated and parsed once, in New.
+type settings struct {
+	appID           string
+	secret          string
+	endpoint        string
+	version         string
+	recipe          *signer.Recipe
+	refreshInterval time.Duration
+	timeout         time.Duration
+	maxBodyBytes    int64
+	logLevel        int
+}
+
+var errConfig = errors.New("faceidsigner configuration")
+
+func configError(field, problem string) error {
+	return fmt.Errorf("%w: %s: %s", errConfig, field, problem)
+}
+
+// parseConfig validates every field and returns the parsed settings, or an
+// error naming the field and what to do. It reads SecretFile; no network.
+func parseConfig(cfg *Config) (*settings, error) {
+	if cfg == nil {
+		return nil, configError("config", "missing")
+	}
+	s := &settings{}
+	s.appID = strings.TrimSpace(cfg.AppID)
+	if s.appID == "" {
+		return nil, configError("appId", "is required: set it to your FaceID WBappid")
+	}
+	if !signer.IsAlphanumeric(s.appID, 32) {
+		return nil, configError("appId", "must be 1 to 32 letters or digits")
+	}
+
+	secret, err := readSecret(cfg.Secret, cfg.SecretFile)
+	if err != nil {
+		return nil, err
+	}
+	s.secret = secret
+
+	endpoint, err := parseEndpoint(cfg.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	s.endpoint = endpoint
+
+	s.version = strings.TrimSpace(cfg.Version)
+	if s.version == "" || len(s.version) > 20 || strings.ContainsAny(s.version, "\"\\ ") {
+		return nil, configError("version", "must be 1 to 20 characters without quotes, backslashes or spaces (the vendor uses 1.0.0)")
+	}
+
+	api := strings.TrimSpace(cfg.API)
+	if api == "" {
+		api = signer.DefaultAPI
+	}
+	recipe, ok := signer.RecipeFor(api)
+	if !ok {
+		return nil, configError("api", fmt.Sprintf("unknown API %q; use one of %s", api, strings.Join(signer.APIs(), ", ")))
+	}
+	s.recipe = recipe
+
+	// One assignment per statement: yaegi drops tuple assignments to fields.
+	refreshInterval, err := parseDuration("refreshInterval", cfg.RefreshInterval, DefaultRefreshInterval, time.Second, 50*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	s.refreshInterval = refreshInterval
+	timeout, err := parseDuration("timeout", cfg.Timeout, DefaultTimeout, 10*time.Millisecond, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	s.timeout = timeout
+
+	s.maxBodyBytes = cfg.MaxBodyBytes
+	if s.maxBodyBytes == 0 {
+		s.maxBodyBytes = DefaultMaxBodyBytes
+	}
+	if s.maxBodyBytes < 0 || s.maxBodyBytes > maxMaxBodyBytes {
+		return nil, configError("maxBodyBytes", fmt.Sprintf("must be between 1 and %d", maxMaxBodyBytes))
+	}
+
+	level, ok := logLevels[strings.ToLower(strings.TrimSpace(cfg.LogLevel))]
+	if !ok && strings.TrimSpace(cfg.LogLevel) != "" {
+		return nil, configError("logLevel", "must be one of debug, info, warn, error")
+	}
+	if !ok {
+		level = logLevels[DefaultLogLevel]
+	}
+	s.logLevel = level
+	return s, nil
+}
+
+func readSecret(inline, file string) (string, error) {
+	inline = strings.TrimSpace(inline)
+	file = strings.TrimSpace(file)
+	if inline != "" && file != "" {
+		return "", configError("secret", "set either secret or secretFile, not both")
+	}
+	if inline == "" && file == "" {
+		return "", configError("secret", "is required: set secretFile (recommended) or secret")
+	}
+	if inline != "" {
+		return inline, nil
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return "", configError("secretFile", fmt.Sprintf("cannot read %q: check the path and that Traefik may read it", file))
+	}
+	secret := strings.TrimSpace(string(data))
+	if secret == "" {
+		return "", configError("secretFile", fmt.Sprintf("%q is empty", file))
+	}
+	return secret, nil
+}
+
+func parseEndpoint(raw string) (string, error) {
+	raw = strings.TrimRight(strings.TrimSpace(raw), "/")
+	if raw == "" {
+		raw = DefaultEndpoint
+	}
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", configError("endpoint", "must be an http(s) base URL such as "+DefaultEndpoint+", without query or credentials")
+	}
+	return raw, nil
+}
+
+func parseDuration(field, raw, def string, lo, hi time.Duration) (time.Duration, error) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		raw = def
+	}
+	d, err := time.ParseDuration(raw)
+	if err != nil {
+		return 0, configError(field, fmt.Sprintf("%q is not a duration; write it like %q", raw, def))
+	}
+	if d < lo || d > hi {
+		return 0, configError(field, fmt.Sprintf("%s is out of range; use %s to %s", d, lo, hi))
+	}
+	return d, nil
+}
+
+// identity names the credentials a ticket belongs to, without revealing the
+// secret: a new secret or version must never reuse the old ticket.
+func (s *settings) identity() string {
+	sum := sha256.Sum256([]byte(s.endpoint + "\n" + s.appID + "\n" + s.version + "\n" + s.secret))
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,3 @@
+module github.com/kycgate/passthrough
+
+go 1.24

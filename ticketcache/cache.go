@@ -1,0 +1,405 @@
+// Package ticketcache owns the lifecycle of the FaceID access token and SIGN
+// ticket: the vendor OAuth client, a cache that keeps one ticket per
+// (endpoint, app id) for the whole Traefik process, single-flight refreshes
+// ahead of expiry, backoff after failures, and forced refreshes when the
+// vendor rejects a ticket. Requests read the cached ticket without waiting
+// while a refresh runs; they wait only when no valid ticket is left.
+//
+// The design follows golang.org/x/oauth2: a FetchFunc gets a fresh ticket
+// (Client.Fetch talks to the vendor; a shared store can wrap it) and Cache
+// reuses what it returns until it is due.
+package ticketcache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sync"
+	"time"
+)
+
+// Ticket is a SIGN ticket with what the cache needs to schedule it. The
+// value is a credential: never log or return it.
+type Ticket struct {
+	Value string
+	// FetchedAt is when the token that issued the ticket was requested.
+	FetchedAt time.Time
+	// Lifetime is the shorter of the token's and the ticket's expire_in.
+	Lifetime time.Duration
+	// CheckAt, when not zero, asks the cache to call its FetchFunc again at
+	// that time even if the ticket is not due for refresh (a shared store
+	// uses it to notice a record written by another replica).
+	CheckAt time.Time
+	// Version identifies the record in a shared store (0 in-process).
+	Version int64
+}
+
+// FetchFunc returns a ticket. force is true when the vendor rejected the
+// current ticket and a new token must be fetched even if the current one
+// looks valid.
+type FetchFunc func(ctx context.Context, force bool) (Ticket, error)
+
+// LogFunc receives the cache's events. fields never hold a credential.
+type LogFunc func(level, msg string, fields map[string]interface{})
+
+// Settings tune a Cache. Zero values take the defaults below.
+type Settings struct {
+	// RefreshInterval is the age at which a ticket is refreshed ahead of
+	// expiry (vendor advice: 20 minutes).
+	RefreshInterval time.Duration
+	// FetchTimeout bounds one whole refresh (token and ticket calls).
+	FetchTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the wait after failed refreshes; the
+	// wait doubles per consecutive failure, with jitter.
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+	// MinForcedInterval is the least time between two forced refreshes.
+	MinForcedInterval time.Duration
+	// Log receives events; nil discards them.
+	Log LogFunc
+}
+
+// Defaults for Settings.
+const (
+	DefaultRefreshInterval   = 20 * time.Minute
+	DefaultFetchTimeout      = 15 * time.Second
+	DefaultMinBackoff        = time.Second
+	DefaultMaxBackoff        = time.Minute
+	DefaultMinForcedInterval = 10 * time.Second
+	// maxExpiryMargin is how long before its end a ticket stops being used,
+	// so that a signed request still reaches the vendor in time. Short
+	// lifetimes (tests) use a tenth of the lifetime instead.
+	maxExpiryMargin = time.Minute
+)
+
+// ErrForcedTooSoon is returned by Invalidate when a forced refresh happened
+// less than MinForcedInterval ago.
+var ErrForcedTooSoon = errors.New("ticket refresh was forced too recently; not forcing another yet")
+
+// Cache keeps one ticket and refreshes it. Its methods are safe for
+// concurrent use. Create caches with For (process-wide) or New (tests).
+type Cache struct {
+	now func() time.Time
+
+	mu         sync.Mutex
+	fetch      FetchFunc
+	identity   string
+	settings   Settings
+	generation int64 // bumped when the identity changes: late results of older flights are dropped
+
+	has        bool
+	current    Ticket
+	refreshAt  time.Time
+	expiresAt  time.Time
+	flight     *flight
+	failures   int
+	retryAt    time.Time
+	lastErr    error
+	lastForced time.Time
+	stats      Stats
+}
+
+// Stats is what the cache can report about itself, without the ticket.
+type Stats struct {
+	HasTicket      bool
+	FetchedAt      time.Time
+	ExpiresAt      time.Time
+	LastRefresh    time.Time
+	LastRefreshErr string
+	Refreshes      int64
+	Failures       int64
+	Forced         int64
+}
+
+type flight struct {
+	done   chan struct{}
+	ticket Ticket
+	err    error
+}
+
+// New returns an empty cache that uses now as its clock (time.Now when nil).
+// Call Configure before Get.
+func New(now func() time.Time) *Cache {
+	if now == nil {
+		now = time.Now
+	}
+	return &Cache{now: now}
+}
+
+// Configure sets how the cache fetches and schedules. identity names the
+// credentials behind fetch (for example endpoint, app id and a hash of the
+// secret): when it changes, the cached ticket is dropped so that no request
+// is signed with a ticket of the old credentials. Calling Configure again
+// with the same identity only updates fetch and settings.
+func (c *Cache) Configure(identity string, fetch FetchFunc, settings Settings) {
+	settings = withDefaults(settings)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.fetch = fetch
+	c.settings = settings
+	if c.identity == identity {
+		return
+	}
+	c.identity = identity
+	c.generation++
+	c.has = false
+	c.current = Ticket{}
+	c.flight = nil
+	c.failures = 0
+	c.retryAt = time.Time{}
+	c.lastErr = nil
+}
+
+func withDefaults(s Settings) Settings {
+	if s.RefreshInterval <= 0 {
+		s.RefreshInterval = DefaultRefreshInterval
+	}
+	if s.FetchTimeout <= 0 {
+		s.FetchTimeout = DefaultFetchTimeout
+	}
+	if s.MinBackoff <= 0 {
+		s.MinBackoff = DefaultMinBackoff
+	}
+	if s.MaxBackoff < s.MinBackoff {
+		s.MaxBackoff = DefaultMaxBackoff
+		if s.MaxBackoff < s.MinBackoff {
+			s.MaxBackoff = s.MinBackoff
+		}
+	}
+	if s.MinForcedInterval <= 0 {
+		s.MinForcedInterval = DefaultMinForcedInterval
+	}
+	return s
+}
+
+// Get returns a valid ticket. It returns at once when the cached ticket is
+// not due; when it is due but still valid it starts a background refresh and
+// returns the cached one; it waits only when no valid ticket is cached.
+// While backing off after a failure with no valid ticket it fails at once
+// with ErrNoTicket.
+func (c *Cache) Get(ctx context.Context) (Ticket, error) {
+	now := c.now()
+	c.mu.Lock()
+	if c.has && now.Before(c.refreshAt) {
+		t := c.current
+		c.mu.Unlock()
+		return t, nil
+	}
+	if c.has && now.Before(c.expiresAt) {
+		t := c.current
+		if c.flight == nil && !now.Before(c.retryAt) {
+			c.startFlightLocked(false)
+		}
+		c.mu.Unlock()
+		return t, nil
+	}
+	f := c.flight
+	if f == nil {
+		if now.Before(c.retryAt) {
+			err := c.backingOffErrorLocked(now)
+			c.mu.Unlock()
+			return Ticket{}, err
+		}
+		f = c.startFlightLocked(false)
+	}
+	c.mu.Unlock()
+	return waitFlight(ctx, f)
+}
+
+// Invalidate is called when the vendor rejected a request signed with the
+// ticket whose value is rejected. Unless a forced refresh happened less than
+// MinForcedInterval ago (ErrForcedTooSoon), it stops serving that ticket,
+// fetches a new token and ticket (single-flight) and returns the new ticket.
+// If the cache already holds another ticket, that one is returned at once.
+func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error) {
+	now := c.now()
+	c.mu.Lock()
+	if c.has && c.current.Value != rejected && now.Before(c.expiresAt) {
+		t := c.current
+		c.mu.Unlock()
+		return t, nil
+	}
+	f := c.flight
+	if f == nil {
+		if now.Sub(c.lastForced) < c.settings.MinForcedInterval {
+			c.mu.Unlock()
+			return Ticket{}, ErrForcedTooSoon
+		}
+		c.lastForced = now
+		c.stats.Forced++
+		if c.has && c.current.Value == rejected {
+			c.has = false
+		}
+		f = c.startFlightLocked(true)
+	}
+	c.mu.Unlock()
+	t, err := waitFlight(ctx, f)
+	if err != nil {
+		return Ticket{}, err
+	}
+	if t.Value == rejected {
+		return Ticket{}, ErrForcedTooSoon
+	}
+	return t, nil
+}
+
+// Stats returns a snapshot of the cache's state and counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.HasTicket = c.has && c.now().Before(c.expiresAt)
+	if c.has {
+		s.FetchedAt = c.current.FetchedAt
+		s.ExpiresAt = c.current.FetchedAt.Add(c.current.Lifetime)
+	}
+	return s
+}
+
+// RetryAfterSeconds says when a client that got no ticket should try again:
+// the seconds until the next refresh attempt, at least 1.
+func (c *Cache) RetryAfterSeconds() int {
+	c.mu.Lock()
+	wait := c.retryAt.Sub(c.now())
+	c.mu.Unlock()
+	secs := int((wait + time.Second - 1) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	return secs
+}
+
+func (c *Cache) backingOffErrorLocked(now time.Time) error {
+	wait := c.retryAt.Sub(now).Round(time.Millisecond)
+	if c.lastErr == nil {
+		return fmt.Errorf("%w (next attempt in %s)", ErrNoTicket, wait)
+	}
+	return fmt.Errorf("%w (next attempt in %s; last error: %s)", ErrNoTicket, wait, c.lastErr.Error())
+}
+
+// startFlightLocked starts one refresh in the background. c.mu is held.
+func (c *Cache) startFlightLocked(force bool) *flight {
+	f := &flight{done: make(chan struct{})}
+	c.flight = f
+	fetch := c.fetch
+	timeout := c.settings.FetchTimeout
+	generation := c.generation
+	go c.runFlight(f, fetch, force, timeout, generation)
+	return f
+}
+
+func (c *Cache) runFlight(f *flight, fetch FetchFunc, force bool, timeout time.Duration, generation int64) {
+	var ticket Ticket
+	var err error
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("ticket refresh panicked: %v", r)
+		}
+		c.finishFlight(f, ticket, err, generation)
+	}()
+	if fetch == nil {
+		err = errors.New("ticket cache used before Configure")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	ticket, err = fetch(ctx, force)
+	if err == nil && ticket.Value == "" {
+		err = errors.New("ticket source returned an empty ticket")
+	}
+}
+
+func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int64) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f.ticket = ticket
+	f.err = err
+	close(f.done)
+	if c.flight == f {
+		c.flight = nil
+	}
+	if generation != c.generation {
+		return // credentials changed while this flight ran
+	}
+	c.stats.LastRefresh = now
+	if err != nil {
+		c.failures++
+		c.stats.Failures++
+		c.lastErr = err
+		c.stats.LastRefreshErr = err.Error()
+		backoff := backoffFor(c.failures, c.settings.MinBackoff, c.settings.MaxBackoff)
+		c.retryAt = now.Add(backoff)
+		c.log("error", "ticket refresh failed", map[string]interface{}{
+			"error": err.Error(), "failures": c.failures,
+			"retryInSeconds": backoff.Seconds(), "haveValidTicket": c.has && now.Before(c.expiresAt),
+		})
+		return
+	}
+	changed := !c.has || c.current.Value != ticket.Value
+	c.failures = 0
+	c.retryAt = time.Time{}
+	c.lastErr = nil
+	c.stats.LastRefreshErr = ""
+	c.has = true
+	c.current = ticket
+	c.expiresAt, c.refreshAt = schedule(ticket, c.settings.RefreshInterval)
+	if changed {
+		c.stats.Refreshes++
+		c.log("info", "ticket fetched", map[string]interface{}{
+			"ageSeconds":       now.Sub(ticket.FetchedAt).Seconds(),
+			"expiresInSeconds": c.expiresAt.Sub(now).Seconds(),
+			"refreshInSeconds": c.refreshAt.Sub(now).Seconds(),
+			"version":          ticket.Version,
+		})
+	}
+}
+
+// schedule returns when a ticket stops being used and when it is refreshed:
+// at RefreshInterval of age, at three quarters of its lifetime, or at
+// CheckAt, whichever comes first.
+func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt time.Time) {
+	margin := t.Lifetime / 10
+	if margin > maxExpiryMargin {
+		margin = maxExpiryMargin
+	}
+	expiresAt = t.FetchedAt.Add(t.Lifetime - margin)
+	refreshAt = t.FetchedAt.Add(refreshInterval)
+	if early := t.FetchedAt.Add(t.Lifetime * 3 / 4); early.Before(refreshAt) {
+		refreshAt = early
+	}
+	if !t.CheckAt.IsZero() && t.CheckAt.Before(refreshAt) {
+		refreshAt = t.CheckAt
+	}
+	return expiresAt, refreshAt
+}
+
+// backoffFor returns the wait after the n-th consecutive failure: lo
+// doubled n-1 times, capped at hi, then jittered to between half and all of it.
+func backoffFor(n int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < n && d < hi; i++ {
+		d = d * 2
+	}
+	if d > hi {
+		d = hi
+	}
+	half := d / 2
+	return half + time.Duration(rand.Int63n(int64(half)+1))
+}
+
+func waitFlight(ctx context.Context, f *flight) (Ticket, error) {
+	select {
+	case <-f.done:
+		return f.ticket, f.err
+	case <-ctx.Done():
+		return Ticket{}, fmt.Errorf("%w: gave up waiting for the ticket refresh: %s", ErrTimeout, ctx.Err().Error())
+	}
+}
+
+func (c *Cache) log(level, msg string, fields map[string]interface{}) {
+	if c.settings.Log != nil {
+		c.settings.Log(level, msg, fields)
+	}
+}
