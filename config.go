@@ -38,6 +38,21 @@ type Config struct {
 	MaxBodyBytes int64
 	// LogLevel is one of debug, info, warn, error.
 	LogLevel string
+
+	// RetryCodes are vendor codes that mean "bad or expired ticket": the
+	// plugin refreshes the ticket, re-signs and retries once.
+	RetryCodes []string
+	// ForcedRefreshInterval is the least time between two refreshes forced
+	// by RetryCodes answers.
+	ForcedRefreshInterval string
+	// MaxInspectBytes is the largest vendor answer held back for inspection
+	// (retry codes, missing media); larger answers stream through untouched.
+	MaxInspectBytes int64
+	// MediaRetries is how many times a code-0 answer that lacks the photo
+	// or video asked for with getFile is queried again; 0 disables.
+	MediaRetries int
+	// MediaRetryDelay is the wait between those queries.
+	MediaRetryDelay string
 }
 
 // Defaults.
@@ -48,6 +63,12 @@ const (
 	DefaultTimeout         = "5s"
 	DefaultMaxBodyBytes    = 65536
 	DefaultLogLevel        = "info"
+	DefaultRetryCode       = "400101"
+	DefaultForcedRefresh   = "10s"
+	DefaultMaxInspectBytes = 65536
+	DefaultMediaRetries    = 3
+	DefaultMediaRetryDelay = "2s"
+	maxMediaRetries        = 10
 	maxMaxBodyBytes        = 10 << 20
 )
 
@@ -61,6 +82,12 @@ func CreateConfig() *Config {
 		Timeout:         DefaultTimeout,
 		MaxBodyBytes:    DefaultMaxBodyBytes,
 		LogLevel:        DefaultLogLevel,
+
+		RetryCodes:            []string{DefaultRetryCode},
+		ForcedRefreshInterval: DefaultForcedRefresh,
+		MaxInspectBytes:       DefaultMaxInspectBytes,
+		MediaRetries:          DefaultMediaRetries,
+		MediaRetryDelay:       DefaultMediaRetryDelay,
 	}
 }
 
@@ -75,6 +102,12 @@ type settings struct {
 	timeout         time.Duration
 	maxBodyBytes    int64
 	logLevel        int
+
+	retryCodes      [][]byte // each a JSON-free code, e.g. 400101
+	forcedRefresh   time.Duration
+	maxInspectBytes int
+	mediaRetries    int
+	mediaRetryDelay time.Duration
 }
 
 var errConfig = errors.New("faceidsigner configuration")
@@ -153,7 +186,49 @@ func parseConfig(cfg *Config) (*settings, error) {
 		level = logLevels[DefaultLogLevel]
 	}
 	s.logLevel = level
+
+	if err := parseRetrySettings(cfg, s); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// parseRetrySettings reads the settings of stale-ticket retries and
+// late-media polling.
+func parseRetrySettings(cfg *Config, s *settings) error {
+	for i := 0; i < len(cfg.RetryCodes); i++ {
+		code := strings.TrimSpace(cfg.RetryCodes[i])
+		if code == "" {
+			continue
+		}
+		if code == "0" || !signer.IsAlphanumeric(code, 16) {
+			return configError("retryCodes", fmt.Sprintf("%q is not a vendor error code (letters or digits, not 0)", code))
+		}
+		s.retryCodes = append(s.retryCodes, []byte(code))
+	}
+	forced, err := parseDuration("forcedRefreshInterval", cfg.ForcedRefreshInterval, DefaultForcedRefresh, time.Millisecond, time.Hour)
+	if err != nil {
+		return err
+	}
+	s.forcedRefresh = forced
+	inspect := cfg.MaxInspectBytes
+	if inspect == 0 {
+		inspect = DefaultMaxInspectBytes
+	}
+	if inspect < 1024 || inspect > maxMaxBodyBytes {
+		return configError("maxInspectBytes", fmt.Sprintf("must be between 1024 and %d", maxMaxBodyBytes))
+	}
+	s.maxInspectBytes = int(inspect)
+	if cfg.MediaRetries < 0 || cfg.MediaRetries > maxMediaRetries {
+		return configError("mediaRetries", fmt.Sprintf("must be between 0 and %d", maxMediaRetries))
+	}
+	s.mediaRetries = cfg.MediaRetries
+	delay, err := parseDuration("mediaRetryDelay", cfg.MediaRetryDelay, DefaultMediaRetryDelay, 0, time.Minute)
+	if err != nil {
+		return err
+	}
+	s.mediaRetryDelay = delay
+	return nil
 }
 
 func readSecret(inline, file string) (string, error) {

@@ -50,9 +50,10 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	tickets.Configure(s.identity(), func(fctx context.Context, force bool) (ticketcache.Ticket, error) {
 		return vendor.Fetch(fctx)
 	}, ticketcache.Settings{
-		RefreshInterval: s.refreshInterval,
-		FetchTimeout:    2*s.timeout + time.Second,
-		Log:             log.cacheLogger(),
+		RefreshInterval:   s.refreshInterval,
+		FetchTimeout:      2*s.timeout + time.Second,
+		MinForcedInterval: s.forcedRefresh,
+		Log:               log.cacheLogger(),
 	})
 
 	log.log(levelDebug, "middleware configured", map[string]interface{}{
@@ -90,7 +91,6 @@ func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.reject(rw, rej.status, rej.code, rej.msg)
 		return
 	}
-
 	ticket, err := m.tickets.Get(req.Context())
 	if err != nil {
 		m.ticketUnavailable(rw, err)
@@ -100,7 +100,61 @@ func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.reject(rw, http.StatusInternalServerError, codeInternal, err.Error())
 		return
 	}
-	m.next.ServeHTTP(rw, req)
+	if len(m.settings.retryCodes) == 0 && (m.settings.mediaRetries == 0 || wantedMedia(fields) == 0) {
+		m.next.ServeHTTP(rw, req)
+		return
+	}
+	m.forwardInspected(rw, req, fields, values, ticket.Value)
+}
+
+// forwardInspected forwards the signed request and holds back small answers
+// to apply the retry rules: an answer with one of retryCodes refreshes the
+// ticket and is retried once, re-signed; a code-0 answer that lacks the
+// media asked for is queried again up to mediaRetries times.
+func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, fields map[string]json.RawMessage, values map[string]string, ticket string) {
+	media := wantedMedia(fields)
+	staleRetried := false
+	mediaTries := 0
+	for {
+		capture := newResponseCapture(rw, m.settings.maxInspectBytes)
+		m.next.ServeHTTP(capture, req)
+		if !capture.held() {
+			return // too large to hold: already streamed to the client
+		}
+		verdict := m.inspect(capture.body.Bytes(), media)
+		next := ""
+		switch {
+		case verdict == verdictStaleTicket && !staleRetried:
+			staleRetried = true
+			fresh, err := m.tickets.Invalidate(req.Context(), ticket)
+			if err != nil {
+				m.log.log(levelWarn, "vendor rejected the ticket; not retrying", map[string]interface{}{"reason": err.Error()})
+				break
+			}
+			ticket = fresh.Value
+			next = "stale ticket"
+		case verdict == verdictMediaMissing && mediaTries < m.settings.mediaRetries:
+			if !sleepWithin(req.Context(), m.settings.mediaRetryDelay) {
+				break
+			}
+			mediaTries++
+			fresh, err := m.tickets.Get(req.Context())
+			if err != nil {
+				break
+			}
+			ticket = fresh.Value
+			next = "media missing"
+		}
+		if next == "" {
+			capture.commit()
+			return
+		}
+		if err := m.sign(req, fields, values, ticket); err != nil {
+			capture.commit()
+			return
+		}
+		m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": next, "mediaTries": mediaTries})
+	}
 }
 
 // sign sets the gateway fields and the signature in fields and rewrites req
