@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -53,6 +54,24 @@ type Config struct {
 	MediaRetries int
 	// MediaRetryDelay is the wait between those queries.
 	MediaRetryDelay string
+
+	// RedisAddress (host:port) turns on the shared store that lets several
+	// Traefik replicas use one token and ticket; empty means in-process only.
+	RedisAddress      string
+	RedisPassword     string
+	RedisPasswordFile string
+	RedisUsername     string
+	RedisDB           int
+	RedisKeyPrefix    string
+	RedisTLS          bool
+	// RedisTimeout bounds each Redis call.
+	RedisTimeout string
+	// RedisFailurePolicy says what to do when Redis fails and no valid
+	// ticket is left: "local" fetches one from the vendor directly, "fail"
+	// answers 503.
+	RedisFailurePolicy string
+	// RedisCheckInterval is how often a replica re-reads the shared record.
+	RedisCheckInterval string
 }
 
 // Defaults.
@@ -69,6 +88,12 @@ const (
 	DefaultMediaRetries    = 3
 	DefaultMediaRetryDelay = "2s"
 	maxMediaRetries        = 10
+	DefaultRedisKeyPrefix  = "faceidsigner:"
+	DefaultRedisTimeout    = "1s"
+	DefaultRedisPolicy     = redisPolicyLocal
+	DefaultRedisCheck      = "10s"
+	redisPolicyLocal       = "local"
+	redisPolicyFail        = "fail"
 	maxMaxBodyBytes        = 10 << 20
 )
 
@@ -88,6 +113,11 @@ func CreateConfig() *Config {
 		MaxInspectBytes:       DefaultMaxInspectBytes,
 		MediaRetries:          DefaultMediaRetries,
 		MediaRetryDelay:       DefaultMediaRetryDelay,
+
+		RedisKeyPrefix:     DefaultRedisKeyPrefix,
+		RedisTimeout:       DefaultRedisTimeout,
+		RedisFailurePolicy: DefaultRedisPolicy,
+		RedisCheckInterval: DefaultRedisCheck,
 	}
 }
 
@@ -108,6 +138,21 @@ type settings struct {
 	maxInspectBytes int
 	mediaRetries    int
 	mediaRetryDelay time.Duration
+
+	redis *redisSettings // nil without redisAddress
+}
+
+// redisSettings configure the shared store.
+type redisSettings struct {
+	address       string
+	username      string
+	password      string
+	db            int
+	keyPrefix     string
+	tls           bool
+	timeout       time.Duration
+	fetchLocally  bool
+	checkInterval time.Duration
 }
 
 var errConfig = errors.New("faceidsigner configuration")
@@ -190,7 +235,57 @@ func parseConfig(cfg *Config) (*settings, error) {
 	if err := parseRetrySettings(cfg, s); err != nil {
 		return nil, err
 	}
+	redis, err := parseRedisSettings(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.redis = redis
 	return s, nil
+}
+
+// parseRedisSettings reads the shared-store settings; nil without an address.
+func parseRedisSettings(cfg *Config) (*redisSettings, error) {
+	address := strings.TrimSpace(cfg.RedisAddress)
+	if address == "" {
+		return nil, nil
+	}
+	if _, port, err := net.SplitHostPort(address); err != nil || port == "" {
+		return nil, configError("redisAddress", fmt.Sprintf("%q is not host:port", address))
+	}
+	r := &redisSettings{address: address, username: strings.TrimSpace(cfg.RedisUsername), db: cfg.RedisDB, tls: cfg.RedisTLS}
+	if cfg.RedisPassword != "" || cfg.RedisPasswordFile != "" {
+		password, err := readSecret(cfg.RedisPassword, cfg.RedisPasswordFile)
+		if err != nil {
+			return nil, configError("redisPassword", strings.TrimPrefix(err.Error(), errConfig.Error()+": "))
+		}
+		r.password = password
+	}
+	if r.db < 0 || r.db > 1000 {
+		return nil, configError("redisDB", "must be between 0 and 1000")
+	}
+	r.keyPrefix = cfg.RedisKeyPrefix
+	if r.keyPrefix == "" {
+		r.keyPrefix = DefaultRedisKeyPrefix
+	}
+	timeout, err := parseDuration("redisTimeout", cfg.RedisTimeout, DefaultRedisTimeout, time.Millisecond, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r.timeout = timeout
+	check, err := parseDuration("redisCheckInterval", cfg.RedisCheckInterval, DefaultRedisCheck, 10*time.Millisecond, 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	r.checkInterval = check
+	switch strings.ToLower(strings.TrimSpace(cfg.RedisFailurePolicy)) {
+	case "", redisPolicyLocal:
+		r.fetchLocally = true
+	case redisPolicyFail:
+		r.fetchLocally = false
+	default:
+		return nil, configError("redisFailurePolicy", "must be local (fetch a ticket from the vendor when Redis fails and none is left) or fail (answer 503)")
+	}
+	return r, nil
 }
 
 // parseRetrySettings reads the settings of stale-ticket retries and

@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/kycgate/faceidsigner/signer"
 	"github.com/kycgate/faceidsigner/ticketcache"
@@ -46,20 +45,33 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		Version:  s.version,
 		Timeout:  s.timeout,
 	}
-	tickets := ticketcache.For(s.endpoint, s.appID)
-	tickets.Configure(s.identity(), func(fctx context.Context, force bool) (ticketcache.Ticket, error) {
-		return vendor.Fetch(fctx)
-	}, ticketcache.Settings{
+	cacheSettings := ticketcache.Settings{
 		RefreshInterval:   s.refreshInterval,
-		FetchTimeout:      2*s.timeout + time.Second,
+		FetchTimeout:      fetchTimeout(s),
 		MinForcedInterval: s.forcedRefresh,
 		Log:               log.cacheLogger(),
-	})
+	}
+	fetch := func(fctx context.Context, rejected string) (ticketcache.Ticket, error) {
+		return vendor.Fetch(fctx)
+	}
+	if s.redis != nil {
+		shared := sharedSource(s, vendor, log)
+		fetch = func(fctx context.Context, rejected string) (ticketcache.Ticket, error) {
+			return shared.Fetch(fctx, rejected)
+		}
+		// Retry soon after a store failure: the record may change meanwhile.
+		cacheSettings.MaxBackoff = s.redis.checkInterval
+		if cacheSettings.MaxBackoff < ticketcache.DefaultMinBackoff {
+			cacheSettings.MinBackoff = cacheSettings.MaxBackoff
+		}
+	}
+	tickets := ticketcache.For(s.endpoint, s.appID)
+	tickets.Configure(s.identity(), fetch, cacheSettings)
 
 	log.log(levelDebug, "middleware configured", map[string]interface{}{
 		"appId": s.appID, "endpoint": s.endpoint, "version": s.version, "api": s.recipe.API,
 		"refreshInterval": s.refreshInterval.String(), "timeout": s.timeout.String(),
-		"maxBodyBytes": s.maxBodyBytes, "secret": "[redacted]",
+		"maxBodyBytes": s.maxBodyBytes, "secret": "[redacted]", "sharedStore": s.redis != nil,
 	})
 
 	return &Signer{

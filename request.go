@@ -163,7 +163,7 @@ func ticketErrorStatus(err error) (int, string) {
 	switch {
 	case errors.Is(err, ticketcache.ErrTimeout):
 		return http.StatusGatewayTimeout, codeVendorTimeout
-	case errors.Is(err, ticketcache.ErrNoTicket):
+	case errors.Is(err, ticketcache.ErrNoTicket), errors.Is(err, ticketcache.ErrStoreUnavailable):
 		return http.StatusServiceUnavailable, codeTicketUnavailable
 	default:
 		return http.StatusBadGateway, codeVendorUnreachable

@@ -35,10 +35,11 @@ type Ticket struct {
 	Version int64
 }
 
-// FetchFunc returns a ticket. force is true when the vendor rejected the
-// current ticket and a new token must be fetched even if the current one
-// looks valid.
-type FetchFunc func(ctx context.Context, force bool) (Ticket, error)
+// FetchFunc returns a ticket. rejected is empty for a scheduled refresh;
+// after the vendor rejected a ticket it holds that ticket's value, and the
+// FetchFunc must not return it again (it fetches a new token, or returns a
+// newer ticket it already knows of).
+type FetchFunc func(ctx context.Context, rejected string) (Ticket, error)
 
 // LogFunc receives the cache's events. fields never hold a credential.
 type LogFunc func(level, msg string, fields map[string]interface{})
@@ -189,7 +190,7 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 	if c.has && now.Before(c.expiresAt) {
 		t := c.current
 		if c.flight == nil && !now.Before(c.retryAt) {
-			c.startFlightLocked(false)
+			c.startFlightLocked("")
 		}
 		c.mu.Unlock()
 		return t, nil
@@ -201,7 +202,7 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 			c.mu.Unlock()
 			return Ticket{}, err
 		}
-		f = c.startFlightLocked(false)
+		f = c.startFlightLocked("")
 	}
 	c.mu.Unlock()
 	return waitFlight(ctx, f)
@@ -231,7 +232,7 @@ func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error)
 		if c.has && c.current.Value == rejected {
 			c.has = false
 		}
-		f = c.startFlightLocked(true)
+		f = c.startFlightLocked(rejected)
 	}
 	c.mu.Unlock()
 	t, err := waitFlight(ctx, f)
@@ -279,17 +280,17 @@ func (c *Cache) backingOffErrorLocked(now time.Time) error {
 }
 
 // startFlightLocked starts one refresh in the background. c.mu is held.
-func (c *Cache) startFlightLocked(force bool) *flight {
+func (c *Cache) startFlightLocked(rejected string) *flight {
 	f := &flight{done: make(chan struct{})}
 	c.flight = f
 	fetch := c.fetch
 	timeout := c.settings.FetchTimeout
 	generation := c.generation
-	go c.runFlight(f, fetch, force, timeout, generation)
+	go c.runFlight(f, fetch, rejected, timeout, generation)
 	return f
 }
 
-func (c *Cache) runFlight(f *flight, fetch FetchFunc, force bool, timeout time.Duration, generation int64) {
+func (c *Cache) runFlight(f *flight, fetch FetchFunc, rejected string, timeout time.Duration, generation int64) {
 	var ticket Ticket
 	var err error
 	defer func() {
@@ -304,7 +305,7 @@ func (c *Cache) runFlight(f *flight, fetch FetchFunc, force bool, timeout time.D
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	ticket, err = fetch(ctx, force)
+	ticket, err = fetch(ctx, rejected)
 	if err == nil && ticket.Value == "" {
 		err = errors.New("ticket source returned an empty ticket")
 	}

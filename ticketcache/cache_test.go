@@ -40,9 +40,9 @@ type scriptedFetcher struct {
 	gate     chan struct{} // when not nil, each fetch waits for a value
 }
 
-func (f *scriptedFetcher) fetch(ctx context.Context, force bool) (Ticket, error) {
+func (f *scriptedFetcher) fetch(ctx context.Context, rejected string) (Ticket, error) {
 	n := f.calls.Add(1)
-	if force {
+	if rejected != "" {
 		f.forced.Add(1)
 	}
 	if f.gate != nil {
@@ -264,7 +264,7 @@ func TestConfigureNewIdentityDropsTicket(t *testing.T) {
 
 func TestFetchPanicIsRecovered(t *testing.T) {
 	c := New(nil)
-	c.Configure("x", func(ctx context.Context, force bool) (Ticket, error) { panic("boom") }, Settings{})
+	c.Configure("x", func(ctx context.Context, rejected string) (Ticket, error) { panic("boom") }, Settings{})
 	if _, err := c.Get(context.Background()); err == nil {
 		t.Fatal("a panicking fetch returned no error")
 	}
