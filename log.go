@@ -2,8 +2,9 @@ package faceidsigner
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
-	"os"
+	stdlog "log"
 	"sync"
 	"time"
 )
@@ -20,24 +21,26 @@ var logLevels = map[string]int{"debug": levelDebug, "info": levelInfo, "warn": l
 
 var levelNames = []string{"debug", "info", "warn", "error"}
 
-// eventLog writes one JSON object per line. Under Traefik, the interpreter's
-// standard output becomes Traefik debug log events and standard error
-// becomes error events, so debug and info go to stdout, warn and error to
-// stderr. Callers must never pass a secret, token, ticket, sign input,
+// eventLog writes one JSON object per line. Under Traefik, yaegi turns
+// fmt.Print into Traefik debug log events and log.Print into error events
+// (direct writes to os.Stdout would bypass Traefik's logger), so debug and
+// info lines go through fmt.Print and warn and error lines through
+// log.Print. Callers must never pass a secret, token, ticket, sign input,
 // photo or video in fields.
 type eventLog struct {
 	level      int
 	middleware string
 	mu         *sync.Mutex
-	stdout     io.Writer
-	stderr     io.Writer
+	// stdout and stderr replace fmt.Print and log.Print when set (tests).
+	stdout io.Writer
+	stderr io.Writer
 }
 
 // writeMu serialises lines from every instance so they never interleave.
 var writeMu = &sync.Mutex{}
 
 func newEventLog(level int, middleware string) *eventLog {
-	return &eventLog{level: level, middleware: middleware, mu: writeMu, stdout: os.Stdout, stderr: os.Stderr}
+	return &eventLog{level: level, middleware: middleware, mu: writeMu}
 }
 
 func (l *eventLog) enabled(level int) bool { return level >= l.level }
@@ -60,14 +63,24 @@ func (l *eventLog) log(level int, msg string, fields map[string]interface{}) {
 	if err != nil {
 		data = []byte(`{"level":"error","plugin":"faceidsigner","msg":"cannot encode log event"}`)
 	}
-	data = append(data, '\n')
-	out := l.stdout
-	if level >= levelWarn {
-		out = l.stderr
-	}
 	l.mu.Lock()
-	_, _ = out.Write(data)
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	switch {
+	case level < levelWarn && l.stdout != nil:
+		_, _ = l.stdout.Write(append(data, '\n'))
+	case level < levelWarn:
+		fmt.Print(string(data) + "\n")
+	case l.stderr != nil:
+		_, _ = l.stderr.Write(append(data, '\n'))
+	default:
+		stdlog.Print(string(data))
+	}
+}
+
+// init drops the standard logger's date prefix: each line carries its own
+// time. Under yaegi this is the interpreter's own logger, not Traefik's.
+func init() {
+	stdlog.SetFlags(0)
 }
 
 // cacheLogger adapts the event log to ticketcache.LogFunc.

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kycgate/faceidsigner/redisclient/redistest"
 )
 
 func newClient(t *testing.T, opts Options) *Client {
@@ -25,7 +27,7 @@ func newClient(t *testing.T, opts Options) *Client {
 
 func TestGetSetDel(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t, Options{Address: sharedRedis(t)})
+	c := newClient(t, Options{Address: redistest.Shared(t)})
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +86,7 @@ func TestGetSetDel(t *testing.T) {
 
 func TestSetTTLExpiry(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t, Options{Address: sharedRedis(t)})
+	c := newClient(t, Options{Address: redistest.Shared(t)})
 	k := uniqueKey(t, "k")
 	if err := c.Set(ctx, k, "v", 150*time.Millisecond); err != nil {
 		t.Fatal(err)
@@ -129,7 +131,7 @@ func waitGone(t *testing.T, c *Client, key string, within time.Duration) {
 
 func TestSetNX(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t, Options{Address: sharedRedis(t), PoolSize: 8})
+	c := newClient(t, Options{Address: redistest.Shared(t), PoolSize: 8})
 	k := uniqueKey(t, "lease")
 
 	// Many replicas race for one lease: exactly one wins.
@@ -190,7 +192,7 @@ func commandCalls(t *testing.T, c *Client, command string) int {
 
 func TestEvalUsesEvalshaAndFallsBackOnNoscript(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t, Options{Address: sharedRedis(t)})
+	c := newClient(t, Options{Address: redistest.Shared(t)})
 	k := uniqueKey(t, "k")
 	script := `redis.call("SET", KEYS[1], ARGV[1]) return {1, ARGV[1], {KEYS[1]}, false} -- ` + k
 
@@ -245,7 +247,7 @@ func TestEvalUsesEvalshaAndFallsBackOnNoscript(t *testing.T) {
 
 func TestDeleteIfEqualAndPExpireIfEqual(t *testing.T) {
 	ctx := context.Background()
-	c := newClient(t, Options{Address: sharedRedis(t)})
+	c := newClient(t, Options{Address: redistest.Shared(t)})
 	k := uniqueKey(t, "lease")
 	if ok, err := c.SetNX(ctx, k, "holder-A", 10*time.Second); err != nil || !ok {
 		t.Fatalf("SetNX = %v, %v", ok, err)
@@ -293,7 +295,7 @@ func TestDeleteIfEqualAndPExpireIfEqual(t *testing.T) {
 func TestAuth(t *testing.T) {
 	ctx := context.Background()
 	password := "pw-" + uniqueKey(t, "secret")[len("redisclient-test:"):]
-	s := startRedisServer(t, "--requirepass", password)
+	s := redistest.Start(t, "--requirepass", password)
 	var errs []error
 	check := func(err error) {
 		t.Helper()
@@ -302,21 +304,21 @@ func TestAuth(t *testing.T) {
 		}
 	}
 
-	anon := newClient(t, Options{Address: s.addr()})
+	anon := newClient(t, Options{Address: s.Addr()})
 	err := anon.Ping(ctx)
 	if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "NOAUTH") {
 		t.Fatalf("Ping without password: %v; want ErrServer NOAUTH", err)
 	}
 
 	wrongPassword := password + "-wrong"
-	wrong := newClient(t, Options{Address: s.addr(), Password: wrongPassword})
+	wrong := newClient(t, Options{Address: s.Addr(), Password: wrongPassword})
 	err = wrong.Ping(ctx)
 	if !errors.Is(err, ErrServer) || !strings.Contains(err.Error(), "AUTH") {
 		t.Fatalf("Ping with a wrong password: %v; want an AUTH error", err)
 	}
 	check(err)
 
-	good := newClient(t, Options{Address: s.addr(), Password: password})
+	good := newClient(t, Options{Address: s.Addr(), Password: password})
 	if err := good.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -329,11 +331,11 @@ func TestAuth(t *testing.T) {
 	if _, err := good.Do(ctx, "ACL", "SETUSER", "alice", "on", ">"+userPassword, "~*", "+@all"); err != nil {
 		t.Fatal(err)
 	}
-	alice := newClient(t, Options{Address: s.addr(), Username: "alice", Password: userPassword})
+	alice := newClient(t, Options{Address: s.Addr(), Username: "alice", Password: userPassword})
 	if rep, err := alice.Do(ctx, "ACL", "WHOAMI"); err != nil || rep.Str != "alice" {
 		t.Fatalf("ACL WHOAMI as alice = %#v, %v", rep, err)
 	}
-	aliceWrong := newClient(t, Options{Address: s.addr(), Username: "alice", Password: password})
+	aliceWrong := newClient(t, Options{Address: s.Addr(), Username: "alice", Password: password})
 	err = aliceWrong.Ping(ctx)
 	if !errors.Is(err, ErrServer) {
 		t.Fatalf("alice with the wrong password: %v", err)
@@ -353,7 +355,7 @@ func TestAuth(t *testing.T) {
 		t.Fatalf("Ping to a silent server: %v; want ErrTimeout", err)
 	}
 	check(err)
-	plainAsTLS := newClient(t, Options{Address: s.addr(), Password: password, TLS: true})
+	plainAsTLS := newClient(t, Options{Address: s.Addr(), Password: password, TLS: true})
 	check(plainAsTLS.Ping(ctx))
 
 	if len(errs) != 5 {
@@ -370,7 +372,7 @@ func TestAuth(t *testing.T) {
 
 func TestSelectIsolatesDatabases(t *testing.T) {
 	ctx := context.Background()
-	addr := sharedRedis(t)
+	addr := redistest.Shared(t)
 	k := uniqueKey(t, "k")
 	db0 := newClient(t, Options{Address: addr})
 	db5 := newClient(t, Options{Address: addr, DB: 5})
@@ -404,10 +406,9 @@ func TestTLSWithRedisServer(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	_, pool, certFile, keyFile := testCert(t, dir, []string{"localhost"}, []net.IP{net.ParseIP("127.0.0.1")})
-	s := startRedisServer(t, "--tls-port", "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--tls-ca-cert-file", certFile, "--tls-auth-clients", "no")
+	s := redistest.StartTLS(t, certFile, keyFile)
 
-	c := newClient(t, Options{Address: s.addr(), TLSConfig: &tls.Config{RootCAs: pool}})
+	c := newClient(t, Options{Address: s.Addr(), TLSConfig: &tls.Config{RootCAs: pool}})
 	k := uniqueKey(t, "k")
 	if err := c.Set(ctx, k, "over tls", 0); err != nil {
 		t.Fatal(err)
@@ -417,13 +418,13 @@ func TestTLSWithRedisServer(t *testing.T) {
 	}
 
 	// Certificates are verified: a client that does not trust the CA fails.
-	untrusting := newClient(t, Options{Address: s.addr(), TLS: true})
+	untrusting := newClient(t, Options{Address: s.Addr(), TLS: true})
 	err := untrusting.Ping(ctx)
 	if err == nil || !strings.Contains(err.Error(), "TLS") {
 		t.Fatalf("Ping without trusting the server's CA: %v; want a TLS error", err)
 	}
 	// Plain TCP to a TLS port does not hang beyond the timeout.
-	plain := newClient(t, Options{Address: s.addr(), Timeout: 300 * time.Millisecond})
+	plain := newClient(t, Options{Address: s.Addr(), Timeout: 300 * time.Millisecond})
 	start := time.Now()
 	if err := plain.Ping(ctx); err == nil {
 		t.Fatal("plain Ping to a TLS port succeeded")
@@ -478,7 +479,7 @@ func TestTLSServerNameComesFromAddress(t *testing.T) {
 
 func TestPoolBoundUnderConcurrency(t *testing.T) {
 	ctx := context.Background()
-	addr, proxy := startCountingProxy(t, sharedRedis(t))
+	addr, proxy := startCountingProxy(t, redistest.Shared(t))
 	c := newClient(t, Options{Address: addr, PoolSize: 4, Timeout: 10 * time.Second})
 	k := uniqueKey(t, "counter")
 	var wg sync.WaitGroup
@@ -609,8 +610,8 @@ func TestTimeoutAgainstSilentServer(t *testing.T) {
 
 func TestRecoversAfterRedisRestart(t *testing.T) {
 	ctx := context.Background()
-	s := startRedisServer(t)
-	c := newClient(t, Options{Address: s.addr(), Timeout: 500 * time.Millisecond, PoolSize: 4})
+	s := redistest.Start(t)
+	c := newClient(t, Options{Address: s.Addr(), Timeout: 500 * time.Millisecond, PoolSize: 4})
 
 	fillPool := func() {
 		var wg sync.WaitGroup
@@ -632,10 +633,7 @@ func TestRecoversAfterRedisRestart(t *testing.T) {
 
 	// Restart while the pool holds connections to the old process: the
 	// very next calls succeed on new connections.
-	s.kill()
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
+	s.Restart()
 	if _, found, err := c.Get(ctx, "k"); err != nil || found {
 		t.Fatalf("first Get after a restart = %v, %v; want not found (no persistence), no error", found, err)
 	}
@@ -647,10 +645,13 @@ func TestRecoversAfterRedisRestart(t *testing.T) {
 	if _, err := c.Eval(ctx, "return 7", nil, nil); err != nil {
 		t.Fatalf("Eval after a restart (script cache empty): %v", err)
 	}
+	if v, err := s.Do("GET", "k"); err != nil || v != "after" {
+		t.Fatalf("the restarted server holds k = %q, %v; want \"after\"", v, err)
+	}
 
 	// While Redis is down, calls fail fast, and never hang.
 	fillPool()
-	s.kill()
+	s.Kill()
 	for i := 0; i < 3; i++ {
 		start := time.Now()
 		err := c.Ping(ctx)
@@ -661,9 +662,7 @@ func TestRecoversAfterRedisRestart(t *testing.T) {
 			t.Fatalf("Ping with Redis down took %s: %v", d, err)
 		}
 	}
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
+	s.Restart()
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("Ping after Redis came back: %v", err)
 	}

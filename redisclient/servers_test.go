@@ -2,7 +2,6 @@ package redisclient
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -11,166 +10,20 @@ import (
 	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/pem"
-	"fmt"
 	"io"
 	"math/big"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kycgate/faceidsigner/redisclient/redistest"
 )
 
-// redisAddrEnv names a running Redis that the tests use instead of starting
-// their own (CI). Tests that need a server with special settings (AUTH, TLS,
-// restarts) still start their own redis-server.
-const redisAddrEnv = "FACEIDSIGNER_REDIS_ADDR"
-
-var shared struct {
-	once   sync.Once
-	addr   string
-	server *redisServer
-	err    error
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if shared.server != nil {
-		shared.server.kill()
-		os.RemoveAll(shared.server.dir)
-	}
-	os.Exit(code)
-}
-
-// sharedRedis returns the address of the Redis shared by the tests.
-func sharedRedis(t *testing.T) string {
-	t.Helper()
-	shared.once.Do(func() {
-		if addr := os.Getenv(redisAddrEnv); addr != "" {
-			shared.addr = addr
-			return
-		}
-		bin, err := exec.LookPath("redis-server")
-		if err != nil {
-			shared.err = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "redisclient-shared-")
-		if err != nil {
-			shared.err = err
-			return
-		}
-		s := &redisServer{bin: bin, dir: dir, port: freePort(t)}
-		if err := s.start(); err != nil {
-			shared.err = err
-			return
-		}
-		shared.server = s
-		shared.addr = s.addr()
-	})
-	if shared.err != nil {
-		t.Fatalf("cannot start the shared redis-server: %v (install redis-server, e.g. `apt-get install redis-server`, or set %s=host:port)", shared.err, redisAddrEnv)
-	}
-	return shared.addr
-}
-
-// redisServer is a redis-server process owned by a test.
-type redisServer struct {
-	bin    string
-	dir    string
-	port   int
-	tls    bool // port is the TLS port
-	args   []string
-	cmd    *exec.Cmd
-	output *bytes.Buffer
-	exited chan struct{}
-}
-
-// startRedisServer starts a private redis-server with extra arguments on a
-// free loopback port and stops it when the test ends. A lone "--tls-port"
-// among extra makes that port the TLS port (and turns plain TCP off).
-func startRedisServer(t *testing.T, extra ...string) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Fatalf("redis-server is required by this test and was not found in PATH: install it (Debian/Ubuntu: apt-get install redis-server; macOS: brew install redis): %v", err)
-	}
-	s := &redisServer{bin: bin, dir: t.TempDir(), port: freePort(t), args: extra}
-	for _, a := range extra {
-		if a == "--tls-port" {
-			s.tls = true
-		}
-	}
-	if err := s.start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *redisServer) addr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
-}
-
-func (s *redisServer) start() error {
-	port := strconv.Itoa(s.port)
-	args := []string{"--save", "", "--appendonly", "no", "--bind", "127.0.0.1", "--dir", s.dir, "--logfile", ""}
-	if s.tls {
-		args = append(args, "--port", "0")
-		for i := 0; i < len(s.args); i++ {
-			a := s.args[i]
-			if a == "--tls-port" {
-				args = append(args, "--tls-port", port)
-				continue
-			}
-			args = append(args, a)
-		}
-	} else {
-		args = append(args, "--port", port)
-		args = append(args, s.args...)
-	}
-	s.output = &bytes.Buffer{}
-	s.cmd = exec.Command(s.bin, args...)
-	s.cmd.Stdout = s.output
-	s.cmd.Stderr = s.output
-	if err := s.cmd.Start(); err != nil {
-		return fmt.Errorf("starting redis-server: %v", err)
-	}
-	s.exited = make(chan struct{})
-	cmd, exited := s.cmd, s.exited
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("redis-server %v exited at start: %s", args, s.output.String())
-		default:
-		}
-		c, err := net.DialTimeout("tcp", s.addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	s.kill()
-	return fmt.Errorf("redis-server did not listen on %s within 10s: %s", s.addr(), s.output.String())
-}
-
-// kill stops the server with SIGKILL, as a crash would.
-func (s *redisServer) kill() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	<-s.exited
-}
+// TestMain stops the redis-server that redistest.Shared may start.
+func TestMain(m *testing.M) { redistest.Main(m) }
 
 // freePort returns a loopback TCP port that was free a moment ago.
 func freePort(t *testing.T) int {

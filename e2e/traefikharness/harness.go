@@ -65,6 +65,14 @@ type Options struct {
 	// Env is added to the environment of the Traefik process (and so to the
 	// plugin's os.Getenv, read once when the interpreter is created).
 	Env []string
+	// ProvidersThrottle is providers.providersThrottleDuration: how long
+	// Traefik waits after a configuration change before applying it (and
+	// drops changes superseded meanwhile). Zero: Traefik's default, 2s.
+	// Tests that reload often set it to about 100ms.
+	ProvidersThrottle time.Duration
+	// EntryPoint is the name of the entry point at URL, the one routers
+	// list in entryPoints. Empty: "web". The examples use "faceid".
+	EntryPoint string
 	// WaitRouters are router names (without @file) that Start waits for
 	// until each is enabled, in addition to /ping answering.
 	WaitRouters []string
@@ -161,6 +169,12 @@ func completeOptions(opts *Options) error {
 	}
 	if opts.PluginAlias == "" {
 		opts.PluginAlias = filepath.Base(opts.ModuleName)
+	}
+	if opts.EntryPoint == "" {
+		opts.EntryPoint = "web"
+	}
+	if opts.EntryPoint == "traefik" {
+		return errors.New("Options.EntryPoint must not be \"traefik\": the harness uses that one for /ping and the API")
 	}
 	switch opts.DynamicFormat {
 	case "":
@@ -274,12 +288,16 @@ func (tr *Traefik) layout() error {
 }
 
 func (tr *Traefik) staticConfig(webPort, apiPort int) string {
+	throttle := ""
+	if tr.opts.ProvidersThrottle > 0 {
+		throttle = fmt.Sprintf("  providersThrottleDuration: %q\n", tr.opts.ProvidersThrottle.String())
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `global:
   checkNewVersion: false
   sendAnonymousUsage: false
 entryPoints:
-  web:
+  %q:
     address: "127.0.0.1:%d"
     transport:
       lifeCycle:
@@ -301,12 +319,12 @@ providers:
   file:
     filename: %q
     watch: true
-experimental:
+%sexperimental:
   abortOnPluginFailure: true
   localPlugins:
     %q:
       moduleName: %q
-`, webPort, apiPort, tr.dynamicPath, tr.opts.PluginAlias, tr.opts.ModuleName)
+`, tr.opts.EntryPoint, webPort, apiPort, tr.dynamicPath, throttle, tr.opts.PluginAlias, tr.opts.ModuleName)
 	if tr.opts.AccessLog {
 		fmt.Fprintf(&b, "accessLog:\n  filePath: %q\n  format: json\n", tr.accessPath)
 	}

@@ -1,0 +1,3 @@
+module github.com/kycgate/badsignature
+
+go 1.24

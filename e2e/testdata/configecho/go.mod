@@ -1,0 +1,3 @@
+module github.com/kycgate/configecho
+
+go 1.24

@@ -1,0 +1,5 @@
+//go:build race
+
+package yaegihost
+
+const raceEnabled = true

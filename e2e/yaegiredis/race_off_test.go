@@ -1,0 +1,5 @@
+//go:build !race
+
+package yaegiredis
+
+const raceEnabled = false
