@@ -1,0 +1,330 @@
+package ticketcache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kycgate/faceidsigner/faceidtest"
+	"github.com/kycgate/faceidsigner/redisclient"
+	"github.com/kycgate/faceidsigner/redisclient/redistest"
+	"github.com/kycgate/faceidsigner/signer"
+)
+
+func TestMain(m *testing.M) { redistest.Main(m) }
+
+var keySeq atomic.Int64
+
+// replicaSet is a cluster of in-process "replicas", each with its own Cache
+// and Shared source, sharing one Redis and one emulator.
+type replicaSet struct {
+	emu    *faceidtest.Server
+	store  *redisclient.Client
+	prefix string
+	caches []*Cache
+	shared []*Shared
+}
+
+type clusterOptions struct {
+	replicas        int
+	addr            string
+	refreshInterval time.Duration
+	checkInterval   time.Duration
+	leaseTTL        time.Duration
+	fetchLocally    bool
+}
+
+func newCluster(t *testing.T, o clusterOptions) *replicaSet {
+	t.Helper()
+	if o.addr == "" {
+		o.addr = redistest.Shared(t)
+	}
+	if o.leaseTTL == 0 {
+		o.leaseTTL = 3 * time.Second
+	}
+	emu := faceidtest.NewServer()
+	t.Cleanup(emu.Close)
+	emu.AddApp(testAppID, testSecret)
+	store := redisclient.New(redisclient.Options{Address: o.addr, Timeout: 300 * time.Millisecond})
+	t.Cleanup(func() { _ = store.Close() })
+	rs := &replicaSet{emu: emu, store: store, prefix: "test:" + t.Name() + ":" + strconv.FormatInt(keySeq.Add(1), 10)}
+	for i := 0; i < o.replicas; i++ {
+		vendor := &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: time.Second}
+		sh := &Shared{
+			Store: store, RecordKey: rs.prefix + ":record", LeaseKey: rs.prefix + ":lease",
+			Owner: "replica-" + strconv.Itoa(i), Vendor: vendor.Fetch,
+			RefreshInterval: o.refreshInterval, CheckInterval: o.checkInterval, LeaseTTL: o.leaseTTL,
+			MinForcedInterval: time.Second, FetchLocallyOnStoreFailure: o.fetchLocally,
+		}
+		c := New(nil)
+		c.Configure("id", sh.Fetch, Settings{
+			RefreshInterval: o.refreshInterval, MinBackoff: 20 * time.Millisecond, MaxBackoff: o.checkInterval,
+			FetchTimeout: 3 * time.Second, MinForcedInterval: time.Second,
+		})
+		rs.caches = append(rs.caches, c)
+		rs.shared = append(rs.shared, sh)
+	}
+	return rs
+}
+
+// query signs a queryfacerecord call with ticket and sends it to the
+// emulator, returning the vendor code.
+func (rs *replicaSet) query(t *testing.T, ticket string) string {
+	t.Helper()
+	nonce, _ := signer.NewNonce()
+	sign := signer.Sign(testAppID, "unknownOrder1", "1.0.0", ticket, nonce)
+	body := `{"appId":"` + testAppID + `","version":"1.0.0","nonce":"` + nonce + `","orderNo":"unknownOrder1","sign":"` + sign + `"}`
+	resp, err := rs.emu.Client().Post(rs.emu.URL+"/api/v2/base/queryfacerecord?orderNo=unknownOrder1", "application/json", stringsReader(body))
+	if err != nil {
+		t.Error(err)
+		return ""
+	}
+	defer resp.Body.Close()
+	var answer struct{ Code string }
+	_ = decodeJSON(resp.Body, &answer)
+	return answer.Code
+}
+
+func TestSharedOneFetchForTheCluster(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 3, refreshInterval: 20 * time.Minute, checkInterval: time.Second})
+	var wg sync.WaitGroup
+	values := make([]string, 30)
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			tk, err := rs.caches[i%3].Get(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			values[i] = tk.Value
+		}(i)
+	}
+	wg.Wait()
+	for _, v := range values {
+		if v != values[0] {
+			t.Fatal("replicas got different tickets")
+		}
+	}
+	if rs.emu.TokenCalls() != 1 || rs.emu.TicketCalls() != 1 {
+		t.Fatalf("token calls %d ticket calls %d; want 1 and 1 for the whole cluster", rs.emu.TokenCalls(), rs.emu.TicketCalls())
+	}
+	raw, err := redistest.Do(redistest.Shared(t), "GET", rs.prefix+":record")
+	if err != nil || !containsAll(raw, `"version":1`, `"fetchedAtMs"`, `"lifetimeMs":3600000`) || containsAll(raw, "expire_time") {
+		t.Fatalf("record %q, %v", raw, err)
+	}
+}
+
+// TestSharedSteadyLoadNoRejections is the heart of SPEC.md section 7 on a
+// scaled clock: a 400 ms overlap, a 700 ms refresh interval, three
+// replicas under load for five periods.
+func TestSharedSteadyLoadNoRejections(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 3, refreshInterval: 700 * time.Millisecond, checkInterval: 50 * time.Millisecond})
+	rs.emu.SetOverlap(400 * time.Millisecond)
+	codes := runLoad(t, rs, 3500*time.Millisecond)
+	if codes["400101"] != 0 {
+		t.Fatalf("%d answers were 400101 (codes %v)", codes["400101"], codes)
+	}
+	if codes["66660011"] < 100 {
+		t.Fatalf("too little load to prove anything: %v", codes)
+	}
+	// One fetch per period for the whole cluster: 3.5 s / 0.7 s = 5 periods, plus the first.
+	if n := rs.emu.TokenCalls(); n < 5 || n > 7 {
+		t.Fatalf("token calls %d, want about 6 (one per refresh period)", n)
+	}
+}
+
+// TestWithoutSharedStoreReplicasBreakEachOther is the control: the same
+// load with each replica fetching on its own produces rejections, so the
+// test above can fail.
+func TestWithoutSharedStoreReplicasBreakEachOther(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 3, refreshInterval: 700 * time.Millisecond, checkInterval: 50 * time.Millisecond})
+	rs.emu.SetOverlap(400 * time.Millisecond)
+	for i, c := range rs.caches {
+		vendor := &Client{Endpoint: rs.emu.URL, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: time.Second}
+		c.Configure("local-"+strconv.Itoa(i), func(ctx context.Context, rejected string) (Ticket, error) { return vendor.Fetch(ctx) },
+			Settings{RefreshInterval: 700 * time.Millisecond})
+		// Stagger the replicas as real processes would be.
+		_, _ = c.Get(context.Background())
+		time.Sleep(230 * time.Millisecond)
+	}
+	codes := runLoad(t, rs, 3500*time.Millisecond)
+	if codes["400101"] == 0 {
+		t.Fatalf("uncoordinated replicas produced no 400101 (codes %v): the scenario proves nothing", codes)
+	}
+}
+
+// runLoad has four workers per replica get a ticket and query the emulator
+// until d has passed, and counts the answers' codes.
+func runLoad(t *testing.T, rs *replicaSet, d time.Duration) map[string]int {
+	var mu sync.Mutex
+	codes := map[string]int{}
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for i := 0; i < len(rs.caches)*4; i++ {
+		c := rs.caches[i%len(rs.caches)]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(stop) {
+				tk, err := c.Get(context.Background())
+				code := "no ticket"
+				if err == nil {
+					code = rs.query(t, tk.Value)
+				}
+				mu.Lock()
+				codes[code]++
+				mu.Unlock()
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	wg.Wait()
+	return codes
+}
+
+func TestSharedForcedRefreshIsClusterWide(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond})
+	a, b := rs.caches[0], rs.caches[1]
+	first, _ := a.Get(context.Background())
+	if tk, _ := b.Get(context.Background()); tk.Value != first.Value {
+		t.Fatal("replicas differ")
+	}
+	time.Sleep(1100 * time.Millisecond) // past MinForcedInterval (1 s)
+	rs.emu.RevokeTokens(testAppID)
+	fresh, err := a.Invalidate(context.Background(), first.Value)
+	if err != nil || fresh.Value == first.Value {
+		t.Fatalf("Invalidate = %v", err)
+	}
+	// B rejects the same old ticket: it must take A's new one, not fetch.
+	other, err := b.Invalidate(context.Background(), first.Value)
+	if err != nil || other.Value != fresh.Value || rs.emu.TokenCalls() != 2 {
+		t.Fatalf("second replica: %v, same=%v, token calls %d", err, other.Value == fresh.Value, rs.emu.TokenCalls())
+	}
+}
+
+func TestSharedDeadLeaseHolderExpires(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 1, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond, leaseTTL: time.Second})
+	// A replica took the lease and died before writing the record.
+	if _, err := redistest.Do(redistest.Shared(t), "SET", rs.prefix+":lease", "dead-replica", "PX", "600"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	tk, err := rs.caches[0].Get(ctx)
+	if err != nil || tk.Value == "" {
+		t.Fatalf("Get after a dead lease holder: %v", err)
+	}
+	if waited := time.Since(start); waited < 500*time.Millisecond {
+		t.Fatalf("fetched after %s while another replica held the lease", waited)
+	}
+	if lease, err := redistest.Do(redistest.Shared(t), "GET", rs.prefix+":lease"); !errors.Is(err, redistest.ErrNil) {
+		t.Fatalf("lease not released after the refresh: %q %v", lease, err)
+	}
+}
+
+func TestSharedRedisFailurePolicies(t *testing.T) {
+	for _, local := range []bool{true, false} {
+		srv := redistest.Start(t)
+		rs := newCluster(t, clusterOptions{replicas: 1, addr: srv.Addr(), refreshInterval: 20 * time.Minute, checkInterval: 50 * time.Millisecond, fetchLocally: local})
+		rs.emu.SetLifetimes(2*time.Second, 2*time.Second) // expires (minus margin) at 1.8 s
+		c := rs.caches[0]
+		first, err := c.Get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Kill()
+		// While the ticket is valid, Redis being down changes nothing.
+		for i := 0; i < 10; i++ {
+			start := time.Now()
+			tk, err := c.Get(context.Background())
+			if err != nil || tk.Value != first.Value || time.Since(start) > 100*time.Millisecond {
+				t.Fatalf("local=%v: with a valid ticket and Redis down: %v", local, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(900 * time.Millisecond) // expired
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		tk, err := c.Get(ctx)
+		cancel()
+		if local && (err != nil || tk.Value == first.Value) {
+			t.Fatalf("policy local: %v", err)
+		}
+		if !local && !errors.Is(err, ErrStoreUnavailable) && !errors.Is(err, ErrNoTicket) {
+			t.Fatalf("policy fail: err = %v, want ErrStoreUnavailable", err)
+		}
+		// Recovery needs no restart of the plugin.
+		srv.Restart()
+		deadline := time.Now().Add(3 * time.Second)
+		for {
+			tk, err = c.Get(context.Background())
+			if err == nil && rs.shared[0].StoreCalls.Load() > 0 {
+				if raw, rerr := srv.Do("GET", rs.prefix+":record"); rerr == nil && raw != "" {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("local=%v: no recovery after Redis restarted: %v", local, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func TestSharedRedisRestartedEmpty(t *testing.T) {
+	srv := redistest.Start(t)
+	rs := newCluster(t, clusterOptions{replicas: 2, addr: srv.Addr(), refreshInterval: 20 * time.Minute, checkInterval: 50 * time.Millisecond})
+	first, _ := rs.caches[0].Get(context.Background())
+	_, _ = rs.caches[1].Get(context.Background())
+	srv.Restart() // empty: no record, no lease
+	time.Sleep(100 * time.Millisecond)
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		a, _ := rs.caches[0].Get(context.Background())
+		b, _ := rs.caches[1].Get(context.Background())
+		if a.Value != first.Value && a.Value == b.Value {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("replicas did not converge on a new record after Redis lost its data")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := rs.emu.TokenCalls(); n != 2 {
+		t.Fatalf("token calls %d, want 2 (one refetch for the cluster)", n)
+	}
+}
+
+func TestSharedIgnoresUnreadableRecord(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 1, refreshInterval: 20 * time.Minute, checkInterval: time.Second})
+	if _, err := redistest.Do(redistest.Shared(t), "SET", rs.prefix+":record", "{not json"); err != nil {
+		t.Fatal(err)
+	}
+	if tk, err := rs.caches[0].Get(context.Background()); err != nil || tk.Value == "" {
+		t.Fatalf("Get with a corrupt record: %v", err)
+	}
+	if rs.emu.TokenCalls() != 1 {
+		t.Fatal("corrupt record not replaced by a fetch")
+	}
+}
+
+func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+func decodeJSON(r io.Reader, v any) error { return json.NewDecoder(r).Decode(v) }
+
+func containsAll(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if !strings.Contains(s, sub) {
+			return false
+		}
+	}
+	return true
+}
