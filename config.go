@@ -128,6 +128,7 @@ type settings struct {
 	endpoint        string
 	version         string
 	recipe          *signer.Recipe
+	signsOrderOnly  bool // the recipe signs only the order number of the caller's fields
 	refreshInterval time.Duration
 	timeout         time.Duration
 	maxBodyBytes    int64
@@ -202,6 +203,7 @@ func parseConfig(cfg *Config) (*settings, error) {
 		return nil, configError("api", fmt.Sprintf("unknown API %q; use one of %s", api, strings.Join(signer.APIs(), ", ")))
 	}
 	s.recipe = recipe
+	s.signsOrderOnly = len(recipe.SignedFields) == 1 && recipe.SignedFields[0] == recipe.OrderField && len(recipe.RequiredFields) == 0
 
 	// One assignment per statement: yaegi drops tuple assignments to fields.
 	refreshInterval, err := parseDuration("refreshInterval", cfg.RefreshInterval, DefaultRefreshInterval, time.Second, 50*time.Minute)

@@ -10,11 +10,17 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strconv"
 
 	"github.com/kycgate/faceidsigner/signer"
 	"github.com/kycgate/faceidsigner/ticketcache"
 )
+
+// orderNoJSON matches an order number as a JSON string: 1 to 32 letters or
+// digits, no escapes. One compiled call checks it on the hot path.
+var orderNoJSON = regexp.MustCompile(`^"[0-9A-Za-z]{1,32}"$`)
 
 // Signer is the middleware built by New.
 type Signer struct {
@@ -24,9 +30,8 @@ type Signer struct {
 	tickets  *ticketcache.Cache
 	log      *eventLog
 
-	// JSON fragments computed once in New.
-	appIDJSON   json.RawMessage
-	versionJSON json.RawMessage
+	// head opens every signed body: {"appId":...,"version":..., computed once.
+	head string
 }
 
 // New validates the configuration and returns the middleware. It does no
@@ -75,56 +80,156 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	})
 
 	return &Signer{
-		next:        next,
-		name:        name,
-		settings:    s,
-		tickets:     tickets,
-		log:         log,
-		appIDJSON:   jsonString(s.appID),
-		versionJSON: jsonString(s.version),
+		next:     next,
+		name:     name,
+		settings: s,
+		tickets:  tickets,
+		log:      log,
+		head:     "{" + string(jsonString(s.recipe.AppIDField)) + ":" + string(jsonString(s.appID)) + "," + string(jsonString(s.recipe.VersionField)) + ":" + string(jsonString(s.version)) + ",",
 	}, nil
 }
 
 // ServeHTTP validates the app's request, signs it and forwards it. Requests
 // that cannot be signed are answered here and never forwarded.
+//
+// This is the hot path and it runs interpreted: every statement costs about
+// a microsecond under yaegi, and work done inside one standard library call
+// costs native time. Keep it short.
 func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if req.Method != m.settings.recipe.Method {
 		rw.Header().Set("Allow", m.settings.recipe.Method)
-		m.reject(rw, http.StatusMethodNotAllowed, codeMethodNotAllowed, "use "+m.settings.recipe.Method)
+		m.reject(rw, &rejection{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, msg: "use " + m.settings.recipe.Method})
 		return
 	}
-	fields, rej := readJSONObject(req, m.settings.maxBodyBytes)
+	body, fields, rej := readJSONObject(req, m.settings.maxBodyBytes)
 	if rej != nil {
-		m.reject(rw, rej.status, rej.code, rej.msg)
+		m.reject(rw, rej)
 		return
 	}
-	values, rej := callerValues(m.settings.recipe, fields)
-	if rej != nil {
-		m.reject(rw, rej.status, rej.code, rej.msg)
+	var call signedCall
+	if rej := m.prepare(&call, body, fields); rej != nil {
+		m.reject(rw, rej)
 		return
 	}
-	ticket, err := m.tickets.Get(req.Context())
+	ticket, err := m.tickets.Value(req.Context())
 	if err != nil {
 		m.ticketUnavailable(rw, err)
 		return
 	}
-	if err := m.sign(req, fields, values, ticket.Value); err != nil {
-		m.reject(rw, http.StatusInternalServerError, codeInternal, err.Error())
-		return
-	}
-	if len(m.settings.retryCodes) == 0 && (m.settings.mediaRetries == 0 || wantedMedia(fields) == 0) {
+	m.sign(req, &call, ticket)
+	switch {
+	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0):
 		m.next.ServeHTTP(rw, req)
-		return
+	case call.media == 0:
+		m.forwardHeld(rw, req, &call, ticket)
+	default:
+		m.forwardInspected(rw, req, &call, ticket)
 	}
-	m.forwardInspected(rw, req, fields, values, ticket.Value)
 }
 
-// forwardInspected forwards the signed request and holds back small answers
-// to apply the retry rules: an answer with one of retryCodes refreshes the
-// ticket and is retried once, re-signed; a code-0 answer that lacks the
-// media asked for is queried again up to mediaRetries times.
-func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, fields map[string]json.RawMessage, values map[string]string, ticket string) {
-	media := wantedMedia(fields)
+// signedCall is what is needed to sign one app request, and to sign it
+// again with a new nonce (and ticket) for a retry.
+type signedCall struct {
+	orderNo string
+	// rest is the app's JSON object without its opening brace.
+	rest string
+	// values are the caller's signed values by field name (recipes that
+	// sign more than the order number).
+	values map[string]string
+	// media is what getFile asks for (mediaPhoto, mediaVideo bits).
+	media int
+}
+
+// prepare checks the app's fields against the recipe and fills call.
+func (m *Signer) prepare(call *signedCall, body []byte, fields map[string]json.RawMessage) *rejection {
+	r := m.settings.recipe
+	if m.settings.signsOrderOnly {
+		raw := fields[r.OrderField]
+		if !orderNoJSON.Match(raw) {
+			_, rej := callerValues(r, fields) // says precisely what is wrong
+			if rej == nil {
+				rej = badRequest(codeBadField, r.OrderField+" must be 1 to 32 letters or digits")
+			}
+			return rej
+		}
+		call.orderNo = string(raw[1 : len(raw)-1])
+	} else {
+		values, rej := callerValues(r, fields)
+		if rej != nil {
+			return rej
+		}
+		call.values = values
+		call.orderNo = values[r.OrderField]
+	}
+	call.media = wantedMedia(fields)
+	rest, err := bodyRest(r, body, fields)
+	if err != nil {
+		return &rejection{status: http.StatusInternalServerError, code: codeInternal, msg: err.Error()}
+	}
+	call.rest = rest
+	return nil
+}
+
+// sign writes the signed request into req: the gateway's fields and the
+// signature before the app's own fields, the recipe's path and ?orderNo=.
+func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
+	r := m.settings.recipe
+	nonce := ""
+	head := m.head
+	if r.NonceField != "" {
+		nonce, _ = signer.NewNonce()
+		head = head + `"` + r.NonceField + `":"` + nonce + `",`
+	}
+	var sign string
+	if call.values == nil {
+		sign = signer.Sign(m.settings.appID, call.orderNo, m.settings.version, ticket, nonce)
+	} else {
+		sign = r.SignValues(call.values, m.settings.appID, m.settings.version, ticket, nonce)
+	}
+	setBody(req, head+`"`+r.SignField+`":"`+sign+`",`+call.rest)
+	setTarget(req, r.Path, call.orderNo)
+}
+
+// forwardHeld forwards a request that asks for no files, whose answer is
+// small: the answer is recorded (by a compiled httptest.ResponseRecorder,
+// which costs far less under yaegi than an interpreted ResponseWriter),
+// checked for a stale-ticket code, retried once if so, then sent on.
+func (m *Signer) forwardHeld(rw http.ResponseWriter, req *http.Request, call *signedCall, ticket string) {
+	rec := httptest.NewRecorder()
+	m.next.ServeHTTP(rec, req)
+	if m.inspect(rec.Body.Bytes(), 0) == verdictStaleTicket {
+		if fresh, ok := m.refreshRejected(req, ticket); ok {
+			m.sign(req, call, fresh)
+			m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": "stale ticket"})
+			rec = httptest.NewRecorder()
+			m.next.ServeHTTP(rec, req)
+		}
+	}
+	header := rw.Header()
+	for k, v := range rec.Header() {
+		header[k] = v
+	}
+	rw.WriteHeader(rec.Code)
+	_, _ = rw.Write(rec.Body.Bytes())
+}
+
+// refreshRejected replaces a ticket the vendor rejected, unless a forced
+// refresh happened too recently.
+func (m *Signer) refreshRejected(req *http.Request, rejected string) (string, bool) {
+	fresh, err := m.tickets.Invalidate(req.Context(), rejected)
+	if err != nil {
+		m.log.log(levelWarn, "vendor rejected the ticket; not retrying", map[string]interface{}{"reason": err.Error()})
+		return "", false
+	}
+	return fresh.Value, true
+}
+
+// forwardInspected forwards a request that asks for files. Small answers
+// are held back to apply the retry rules: an answer with one of retryCodes
+// refreshes the ticket and is retried once, re-signed; a code-0 answer that
+// lacks the files asked for is queried again up to mediaRetries times.
+// Larger answers (the files themselves, often megabytes) stream through.
+func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, call *signedCall, ticket string) {
 	staleRetried := false
 	mediaTries := 0
 	for {
@@ -133,59 +238,34 @@ func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, fie
 		if !capture.held() {
 			return // too large to hold: already streamed to the client
 		}
-		verdict := m.inspect(capture.body.Bytes(), media)
-		next := ""
+		verdict := m.inspect(capture.body.Bytes(), call.media)
+		reason := ""
 		switch {
 		case verdict == verdictStaleTicket && !staleRetried:
 			staleRetried = true
-			fresh, err := m.tickets.Invalidate(req.Context(), ticket)
-			if err != nil {
-				m.log.log(levelWarn, "vendor rejected the ticket; not retrying", map[string]interface{}{"reason": err.Error()})
-				break
+			if fresh, ok := m.refreshRejected(req, ticket); ok {
+				ticket = fresh
+				reason = "stale ticket"
 			}
-			ticket = fresh.Value
-			next = "stale ticket"
 		case verdict == verdictMediaMissing && mediaTries < m.settings.mediaRetries:
 			if !sleepWithin(req.Context(), m.settings.mediaRetryDelay) {
 				break
 			}
 			mediaTries++
-			fresh, err := m.tickets.Get(req.Context())
+			fresh, err := m.tickets.Value(req.Context())
 			if err != nil {
 				break
 			}
-			ticket = fresh.Value
-			next = "media missing"
+			ticket = fresh
+			reason = "media missing"
 		}
-		if next == "" {
+		if reason == "" {
 			capture.commit()
 			return
 		}
-		if err := m.sign(req, fields, values, ticket); err != nil {
-			capture.commit()
-			return
-		}
-		m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": next, "mediaTries": mediaTries})
+		m.sign(req, call, ticket)
+		m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": reason, "mediaTries": mediaTries})
 	}
-}
-
-// sign sets the gateway fields and the signature in fields and rewrites req
-// to carry them.
-func (m *Signer) sign(req *http.Request, fields map[string]json.RawMessage, values map[string]string, ticket string) error {
-	r := m.settings.recipe
-	nonce := ""
-	if r.NonceField != "" {
-		n, err := signer.NewNonce()
-		if err != nil {
-			return err
-		}
-		nonce = n
-		fields[r.NonceField] = jsonString(nonce)
-	}
-	fields[r.AppIDField] = m.appIDJSON
-	fields[r.VersionField] = m.versionJSON
-	fields[r.SignField] = jsonString(r.SignValues(values, m.settings.appID, m.settings.version, ticket, nonce))
-	return writeSignedRequest(req, r, fields, values[r.OrderField])
 }
 
 // ticketUnavailable answers when no ticket can be had: 504 when the vendor
@@ -193,10 +273,10 @@ func (m *Signer) sign(req *http.Request, fields map[string]json.RawMessage, valu
 func (m *Signer) ticketUnavailable(rw http.ResponseWriter, err error) {
 	status, code := ticketErrorStatus(err)
 	rw.Header().Set("Retry-After", strconv.Itoa(m.tickets.RetryAfterSeconds()))
-	m.reject(rw, status, code, "cannot get a SIGN ticket from FaceID: "+err.Error())
+	m.reject(rw, &rejection{status: status, code: code, msg: "cannot get a SIGN ticket from FaceID: " + err.Error()})
 }
 
-func (m *Signer) reject(rw http.ResponseWriter, status int, code, msg string) {
-	m.log.log(levelWarn, "request rejected", map[string]interface{}{"status": status, "code": code, "reason": msg})
-	writeError(rw, status, code, msg)
+func (m *Signer) reject(rw http.ResponseWriter, rej *rejection) {
+	m.log.log(levelWarn, "request rejected", map[string]interface{}{"status": rej.status, "code": rej.code, "reason": rej.msg})
+	writeError(rw, rej.status, rej.code, rej.msg)
 }

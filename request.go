@@ -6,8 +6,8 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/kycgate/faceidsigner/signer"
 	"github.com/kycgate/faceidsigner/ticketcache"
@@ -45,31 +45,34 @@ func badRequest(code, msg string) *rejection {
 
 // readJSONObject reads the request body, at most limit bytes, as a JSON
 // object whose values are kept raw so that fields the plugin does not know
-// pass through unchanged.
-func readJSONObject(req *http.Request, limit int64) (map[string]json.RawMessage, *rejection) {
-	tooLarge := &rejection{status: http.StatusRequestEntityTooLarge, code: codeBodyTooLarge,
-		msg: "request body is larger than maxBodyBytes (" + strconv.FormatInt(limit, 10) + " bytes)"}
+// pass through unchanged. It also returns the body itself.
+func readJSONObject(req *http.Request, limit int64) ([]byte, map[string]json.RawMessage, *rejection) {
 	if req.ContentLength > limit {
-		return nil, tooLarge
+		return nil, nil, bodyTooLarge(limit)
 	}
 	if req.Body == nil {
-		return nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
+		return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil {
-		return nil, badRequest(codeBadJSON, "cannot read the request body")
+		return nil, nil, badRequest(codeBadJSON, "cannot read the request body")
 	}
 	if int64(len(body)) > limit {
-		return nil, tooLarge
+		return nil, nil, bodyTooLarge(limit)
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
 		if len(bytes.TrimSpace(body)) == 0 {
-			return nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
+			return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
 		}
-		return nil, badRequest(codeBadJSON, "request body must be a JSON object")
+		return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object")
 	}
-	return fields, nil
+	return body, fields, nil
+}
+
+func bodyTooLarge(limit int64) *rejection {
+	return &rejection{status: http.StatusRequestEntityTooLarge, code: codeBodyTooLarge,
+		msg: "request body is larger than maxBodyBytes (" + strconv.FormatInt(limit, 10) + " bytes)"}
 }
 
 // callerValues extracts and checks the fields the caller must supply for the
@@ -128,28 +131,52 @@ func stringField(fields map[string]json.RawMessage, name string) (string, *rejec
 	return v, nil
 }
 
-// writeSignedRequest replaces req's body with the signed fields and points
-// it at the recipe's path with ?orderNo=. Traefik's proxy builds the
-// upstream URL from RequestURI, so it is updated with URL.
-func writeSignedRequest(req *http.Request, r *signer.Recipe, fields map[string]json.RawMessage, orderNo string) error {
-	body, err := json.Marshal(fields)
-	if err != nil {
-		return errors.New("cannot encode the signed request body")
+// bodyRest returns the app's JSON object without its opening brace, ready
+// to follow the gateway's own fields. When the app sent fields the gateway
+// owns (appId, version, nonce, sign), they are dropped and the rest is
+// re-encoded; otherwise the app's bytes are kept as they are, which is
+// cheaper and changes nothing the app sent.
+func bodyRest(r *signer.Recipe, body []byte, fields map[string]json.RawMessage) (string, error) {
+	_, hasAppID := fields[r.AppIDField]
+	_, hasVersion := fields[r.VersionField]
+	_, hasNonce := fields[r.NonceField]
+	_, hasSign := fields[r.SignField]
+	owned := hasAppID || hasVersion || hasNonce || hasSign
+	if owned {
+		delete(fields, r.AppIDField)
+		delete(fields, r.VersionField)
+		delete(fields, r.NonceField)
+		delete(fields, r.SignField)
+		encoded, err := json.Marshal(fields)
+		if err != nil {
+			return "", errors.New("cannot encode the signed request body")
+		}
+		body = encoded
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
+	trimmed := bytes.TrimSpace(body)
+	return string(trimmed[1:]), nil
+}
+
+// setBody makes body the request's body, with a Content-Length.
+func setBody(req *http.Request, body string) {
+	req.Body = io.NopCloser(strings.NewReader(body))
 	req.GetBody = func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(body)), nil
+		return io.NopCloser(strings.NewReader(body)), nil
 	}
 	req.ContentLength = int64(len(body))
 	req.TransferEncoding = nil
-	req.Header.Del("Transfer-Encoding")
-	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	req.Header.Set("Content-Type", "application/json")
-	req.URL.Path = r.Path
+	req.Header.Set("Content-Length", strconv.Itoa(len(body)))
+}
+
+// setTarget points req at path?orderNo=. Traefik's proxy builds the
+// upstream URL from RequestURI, so it is set along with URL. orderNo has
+// been checked to be letters and digits: it needs no escaping.
+func setTarget(req *http.Request, path, orderNo string) {
+	req.URL.Path = path
 	req.URL.RawPath = ""
-	req.URL.RawQuery = "orderNo=" + url.QueryEscape(orderNo)
-	req.RequestURI = req.URL.RequestURI()
-	return nil
+	req.URL.RawQuery = "orderNo=" + orderNo
+	req.RequestURI = path + "?orderNo=" + orderNo
 }
 
 // jsonString encodes s as a JSON string.

@@ -99,6 +99,12 @@ type Cache struct {
 	lastErr    error
 	lastForced time.Time
 	stats      Stats
+
+	// hotValue and hotUntil (Unix nanoseconds of refreshAt) mirror the
+	// current ticket for Value, the per-request path: plain fields read
+	// under the lock, no struct copies.
+	hotValue string
+	hotUntil int64
 }
 
 // Stats is what the cache can report about itself, without the ticket.
@@ -146,6 +152,7 @@ func (c *Cache) Configure(identity string, fetch FetchFunc, settings Settings) {
 	c.generation++
 	c.has = false
 	c.current = Ticket{}
+	c.setHotLocked()
 	c.flight = nil
 	c.failures = 0
 	c.retryAt = time.Time{}
@@ -208,6 +215,37 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 	return waitFlight(ctx, f)
 }
 
+// Value returns the value of a valid ticket, like Get. It is the
+// per-request call: while the ticket is not due it only reads two plain
+// fields under the lock, which matters under yaegi, where copying a struct
+// costs far more than in compiled Go.
+func (c *Cache) Value(ctx context.Context) (string, error) {
+	now := c.now().UnixNano()
+	c.mu.Lock()
+	if now < c.hotUntil {
+		v := c.hotValue
+		c.mu.Unlock()
+		return v, nil
+	}
+	c.mu.Unlock()
+	t, err := c.Get(ctx)
+	if err != nil {
+		return "", err
+	}
+	return t.Value, nil
+}
+
+// setHotLocked updates the fields Value reads. c.mu is held.
+func (c *Cache) setHotLocked() {
+	if !c.has {
+		c.hotValue = ""
+		c.hotUntil = 0
+		return
+	}
+	c.hotValue = c.current.Value
+	c.hotUntil = c.refreshAt.UnixNano()
+}
+
 // Invalidate is called when the vendor rejected a request signed with the
 // ticket whose value is rejected. Unless a forced refresh happened less than
 // MinForcedInterval ago (ErrForcedTooSoon), it stops serving that ticket,
@@ -231,6 +269,7 @@ func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error)
 		c.stats.Forced++
 		if c.has && c.current.Value == rejected {
 			c.has = false
+			c.setHotLocked()
 		}
 		f = c.startFlightLocked(rejected)
 	}
@@ -345,7 +384,10 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 	c.stats.LastRefreshErr = ""
 	c.has = true
 	c.current = ticket
-	c.expiresAt, c.refreshAt = schedule(ticket, c.settings.RefreshInterval)
+	expiresAt, refreshAt := schedule(ticket, c.settings.RefreshInterval)
+	c.expiresAt = expiresAt
+	c.refreshAt = refreshAt
+	c.setHotLocked()
 	if changed {
 		c.stats.Refreshes++
 		c.log("info", "ticket fetched", map[string]interface{}{
