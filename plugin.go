@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strconv"
 
@@ -101,6 +102,10 @@ func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.reject(rw, &rejection{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, msg: "use " + m.settings.recipe.Method})
 		return
 	}
+	if m.settings.recipe.Method == http.MethodGet {
+		m.serveQueryAPI(rw, req)
+		return
+	}
 	body, fields, rej := readJSONObject(req, m.settings.maxBodyBytes)
 	if rej != nil {
 		m.reject(rw, rej)
@@ -111,19 +116,49 @@ func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.reject(rw, rej)
 		return
 	}
+	m.signAndForward(rw, req, &call)
+}
+
+// serveQueryAPI handles recipes called with GET (getOcrResult): the app's
+// fields and the gateway's travel in the query string.
+func (m *Signer) serveQueryAPI(rw http.ResponseWriter, req *http.Request) {
+	query := req.URL.Query()
+	fields := make(map[string]json.RawMessage, len(query))
+	for k, v := range query {
+		if len(v) > 0 {
+			fields[k] = jsonString(v[0])
+		}
+	}
+	var call signedCall
+	if rej := m.prepare(&call, nil, fields); rej != nil {
+		m.reject(rw, rej)
+		return
+	}
+	r := m.settings.recipe
+	query.Del(r.AppIDField)
+	query.Del(r.VersionField)
+	query.Del(r.NonceField)
+	query.Del(r.SignField)
+	call.query = query
+	m.signAndForward(rw, req, &call)
+}
+
+// signAndForward gets the ticket, signs and forwards, with the retry rules
+// that apply to the request.
+func (m *Signer) signAndForward(rw http.ResponseWriter, req *http.Request, call *signedCall) {
 	ticket, err := m.tickets.Value(req.Context())
 	if err != nil {
 		m.ticketUnavailable(rw, err)
 		return
 	}
-	m.sign(req, &call, ticket)
+	m.sign(req, call, ticket)
 	switch {
 	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0):
 		m.next.ServeHTTP(rw, req)
 	case call.media == 0:
-		m.forwardHeld(rw, req, &call, ticket)
+		m.forwardHeld(rw, req, call, ticket)
 	default:
-		m.forwardInspected(rw, req, &call, ticket)
+		m.forwardInspected(rw, req, call, ticket)
 	}
 }
 
@@ -138,6 +173,8 @@ type signedCall struct {
 	values map[string]string
 	// media is what getFile asks for (mediaPhoto, mediaVideo bits).
 	media int
+	// query holds the app's query parameters for APIs called with GET.
+	query url.Values
 }
 
 // prepare checks the app's fields against the recipe and fills call.
@@ -162,6 +199,9 @@ func (m *Signer) prepare(call *signedCall, body []byte, fields map[string]json.R
 		call.orderNo = values[r.OrderField]
 	}
 	call.media = wantedMedia(fields)
+	if body == nil {
+		return nil // a GET API: the fields travel in the query
+	}
 	rest, err := bodyRest(r, body, fields)
 	if err != nil {
 		return &rejection{status: http.StatusInternalServerError, code: codeInternal, msg: err.Error()}
@@ -185,6 +225,21 @@ func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 		sign = signer.Sign(m.settings.appID, call.orderNo, m.settings.version, ticket, nonce)
 	} else {
 		sign = r.SignValues(call.values, m.settings.appID, m.settings.version, ticket, nonce)
+	}
+	if call.query != nil {
+		q := url.Values{}
+		for k, v := range call.query {
+			q[k] = v
+		}
+		q.Set(r.AppIDField, m.settings.appID)
+		q.Set(r.VersionField, m.settings.version)
+		q.Set(r.NonceField, nonce)
+		q.Set(r.SignField, sign)
+		req.URL.Path = r.Path
+		req.URL.RawPath = ""
+		req.URL.RawQuery = q.Encode()
+		req.RequestURI = req.URL.RequestURI()
+		return
 	}
 	setBody(req, head+`"`+r.SignField+`":"`+sign+`",`+call.rest)
 	setTarget(req, r.Path, call.orderNo)

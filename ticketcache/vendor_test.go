@@ -192,12 +192,12 @@ func TestParseResponses(t *testing.T) {
 		}
 	}
 	tickets := map[string]error{
-		`{"code":"0","tickets":[]}`:                                 ErrMalformed,
-		`{"code":"0"}`:                                              ErrMalformed,
-		`{"code":"0","tickets":[{"value":""}]}`:                     ErrMalformed,
-		`{"code":"0","tickets":null}`:                               ErrMalformed,
-		`{"code":"0","tickets":{"value":"x"}}`:                      ErrMalformed,
-		`{"code":"1","tickets":[{"value":"x"}]}`:                    ErrRefused,
+		`{"code":"0","tickets":[]}`:                                  ErrMalformed,
+		`{"code":"0"}`:                                               ErrMalformed,
+		`{"code":"0","tickets":[{"value":""}]}`:                      ErrMalformed,
+		`{"code":"0","tickets":null}`:                                ErrMalformed,
+		`{"code":"0","tickets":{"value":"x"}}`:                       ErrMalformed,
+		`{"code":"1","tickets":[{"value":"x"}]}`:                     ErrRefused,
 		`{"code":"0","tickets":[{"value":"x","expire_in":"-3600"}]}`: ErrMalformed,
 	}
 	for body, want := range tickets {

@@ -152,3 +152,69 @@ func (tr *Traefik) RSS() (int64, error) {
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status (has Traefik exited?)", tr.PID)
 }
+
+// GoroutineStacks returns Traefik's goroutines grouped by stack, from
+// /debug/pprof/goroutine?debug=1: each key is the stack's function names,
+// innermost first, one per line; each value is how many goroutines run it.
+// Compare two snapshots to see which goroutines a change added.
+func (tr *Traefik) GoroutineStacks() (map[string]int, error) {
+	resp, err := tr.client.Get(tr.APIURL + "/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("goroutine profile: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("goroutine profile: status %d", resp.StatusCode)
+	}
+	stacks := map[string]int{}
+	// Records are separated by blank lines: "N @ 0x... 0x..." then one
+	// "#\t0x...\tpkg.func+0x..\tfile:line" line per frame.
+	for _, record := range strings.Split(string(data), "\n\n") {
+		lines := strings.Split(strings.TrimSpace(record), "\n")
+		if len(lines) > 0 && strings.HasPrefix(lines[0], "goroutine profile:") {
+			lines = lines[1:]
+		}
+		if len(lines) == 0 {
+			continue
+		}
+		count, err := strconv.Atoi(strings.Fields(lines[0] + " x")[0])
+		if err != nil {
+			continue // not a record (e.g. trailing text)
+		}
+		var frames []string
+		for _, l := range lines[1:] {
+			f := strings.Split(strings.TrimSpace(l), "\t")
+			if len(f) < 3 || f[0] != "#" {
+				continue
+			}
+			name := f[2]
+			if i := strings.LastIndex(name, "+0x"); i > 0 {
+				name = name[:i]
+			}
+			frames = append(frames, name)
+		}
+		stacks[strings.Join(frames, "\n")] += count
+	}
+	return stacks, nil
+}
+
+// CollectGarbage makes Traefik run a garbage collection (via
+// /debug/pprof/heap?gc=1). Finalizers run afterwards: some of Traefik's own
+// goroutines (go-cache janitors of replaced configurations) stop only then,
+// so call it before counting goroutines.
+func (tr *Traefik) CollectGarbage() error {
+	resp, err := tr.client.Get(tr.APIURL + "/debug/pprof/heap?gc=1")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("heap profile: status %d", resp.StatusCode)
+	}
+	return nil
+}

@@ -322,3 +322,67 @@ func TestPluginModuleName(t *testing.T) {
 		t.Errorf("pluginModuleName without go.mod = %q, %v, want the manifest's import", got, err)
 	}
 }
+
+func TestEntryPointThrottleAndGoroutineStacks(t *testing.T) {
+	t.Parallel()
+	up := newUpstream(t)
+	tr := Start(t, Options{
+		PluginDir:         passthroughDir,
+		DynamicConfig:     strings.ReplaceAll(yamlConfig("/a", up.URL), "entryPoints: [web]", "entryPoints: [faceid]"),
+		EntryPoint:        "faceid",
+		ProvidersThrottle: 100 * time.Millisecond,
+		WaitRouters:       []string{"main"},
+	})
+	if status, body := get(t, tr.URL+"/a/x"); status != http.StatusOK || body != "upstream saw GET /a/x" {
+		t.Errorf("GET /a/x on entry point faceid = %d %q, want 200 from the upstream", status, body)
+	}
+	data, err := os.ReadFile(filepath.Join(tr.Dir, "traefik.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), "providersThrottleDuration: \"100ms\"") {
+		t.Errorf("static configuration lacks the throttle:\n%s", data)
+	}
+
+	// A rewrite is applied well before Traefik's default 2 s throttle.
+	began := time.Now()
+	tr.WriteDynamic(t, strings.ReplaceAll(yamlConfig("/b", up.URL), "entryPoints: [web]", "entryPoints: [faceid]"))
+	tr.WaitUntil(t, "the /b rule", func() error {
+		if status, _ := get(t, tr.URL+"/b/x"); status != http.StatusOK {
+			return fmt.Errorf("GET /b/x = %d", status)
+		}
+		return nil
+	})
+	if d := time.Since(began); d > 1500*time.Millisecond {
+		t.Errorf("rewrite applied after %s, want well under the default 2s throttle", d)
+	}
+
+	if err := tr.CollectGarbage(); err != nil {
+		t.Fatal(err)
+	}
+	stacks, err := tr.GoroutineStacks()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := tr.Goroutines()
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, sawServe := 0, false
+	for stack, c := range stacks {
+		total += c
+		if strings.Contains(stack, "net/http.(*Server).Serve") || strings.Contains(stack, "net.(*TCPListener).Accept") {
+			sawServe = true
+		}
+	}
+	if total < n-10 || total > n+10 {
+		t.Errorf("GoroutineStacks adds up to %d goroutines, Goroutines says %d", total, n)
+	}
+	if !sawServe {
+		t.Errorf("no goroutine accepting connections among %d stacks", len(stacks))
+	}
+
+	if _, err := StartE(Options{PluginDir: passthroughDir, EntryPoint: "traefik"}); err == nil || !strings.Contains(err.Error(), "EntryPoint") {
+		t.Errorf("StartE with EntryPoint traefik: %v, want an error naming EntryPoint", err)
+	}
+}
