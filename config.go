@@ -55,6 +55,11 @@ type Config struct {
 	// MediaRetryDelay is the wait between those queries.
 	MediaRetryDelay string
 
+	// StatusPath, when set, is a path (on the routers using the middleware)
+	// that answers the plugin's status as JSON, and StatusPath/metrics in
+	// the Prometheus text format. Empty disables it.
+	StatusPath string
+
 	// RedisAddress (host:port) turns on the shared store that lets several
 	// Traefik replicas use one token and ticket; empty means in-process only.
 	RedisAddress      string
@@ -141,6 +146,8 @@ type settings struct {
 	mediaRetryDelay time.Duration
 
 	redis *redisSettings // nil without redisAddress
+
+	statusPath string
 }
 
 // redisSettings configure the shared store.
@@ -236,6 +243,10 @@ func parseConfig(cfg *Config) (*settings, error) {
 
 	if err := parseRetrySettings(cfg, s); err != nil {
 		return nil, err
+	}
+	s.statusPath = strings.TrimRight(strings.TrimSpace(cfg.StatusPath), "/")
+	if s.statusPath != "" && (!strings.HasPrefix(s.statusPath, "/") || strings.ContainsAny(s.statusPath, "?# ")) {
+		return nil, configError("statusPath", "must be an absolute path such as /faceid/status")
 	}
 	redis, err := parseRedisSettings(cfg)
 	if err != nil {

@@ -7,6 +7,7 @@
 package faceidsigner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -30,6 +31,7 @@ type Signer struct {
 	settings *settings
 	tickets  *ticketcache.Cache
 	log      *eventLog
+	counts   *counters
 
 	// head opens every signed body: {"appId":...,"version":..., computed once.
 	head string
@@ -86,6 +88,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		settings: s,
 		tickets:  tickets,
 		log:      log,
+		counts:   countersFor(name),
 		head:     "{" + string(jsonString(s.recipe.AppIDField)) + ":" + string(jsonString(s.appID)) + "," + string(jsonString(s.recipe.VersionField)) + ":" + string(jsonString(s.version)) + ",",
 	}, nil
 }
@@ -97,6 +100,10 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // a microsecond under yaegi, and work done inside one standard library call
 // costs native time. Keep it short.
 func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if m.settings.statusPath != "" && isStatusPath(req.URL.Path, m.settings.statusPath) {
+		m.serveStatus(rw, req)
+		return
+	}
 	if req.Method != m.settings.recipe.Method {
 		rw.Header().Set("Allow", m.settings.recipe.Method)
 		m.reject(rw, &rejection{status: http.StatusMethodNotAllowed, code: codeMethodNotAllowed, msg: "use " + m.settings.recipe.Method})
@@ -152,6 +159,7 @@ func (m *Signer) signAndForward(rw http.ResponseWriter, req *http.Request, call 
 		return
 	}
 	m.sign(req, call, ticket)
+	m.counts.addSigned()
 	switch {
 	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0):
 		m.next.ServeHTTP(rw, req)
@@ -255,11 +263,12 @@ func (m *Signer) forwardHeld(rw http.ResponseWriter, req *http.Request, call *si
 	if m.inspect(rec.Body.Bytes(), 0) == verdictStaleTicket {
 		if fresh, ok := m.refreshRejected(req, ticket); ok {
 			m.sign(req, call, fresh)
-			m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": "stale ticket"})
+			m.retried("stale ticket", 0)
 			rec = httptest.NewRecorder()
 			m.next.ServeHTTP(rec, req)
 		}
 	}
+	m.countVendorCode(rec.Body.Bytes())
 	header := rw.Header()
 	for k, v := range rec.Header() {
 		header[k] = v
@@ -315,11 +324,12 @@ func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, cal
 			reason = "media missing"
 		}
 		if reason == "" {
+			m.countVendorCode(capture.body.Bytes())
 			capture.commit()
 			return
 		}
 		m.sign(req, call, ticket)
-		m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": reason, "mediaTries": mediaTries})
+		m.retried(reason, mediaTries)
 	}
 }
 
@@ -331,7 +341,38 @@ func (m *Signer) ticketUnavailable(rw http.ResponseWriter, err error) {
 	m.reject(rw, &rejection{status: status, code: code, msg: "cannot get a SIGN ticket from FaceID: " + err.Error()})
 }
 
+// retried counts and logs a repeated vendor call.
+func (m *Signer) retried(reason string, mediaTries int) {
+	m.counts.add(m.counts.retries, reason)
+	m.log.log(levelInfo, "retrying vendor call", map[string]interface{}{"reason": reason, "mediaTries": mediaTries})
+}
+
+// countVendorCode counts a held answer's vendor code when it is not "0".
+// Vendor answers start with the code, so a prefix test settles the common
+// case without decoding.
+func (m *Signer) countVendorCode(body []byte) {
+	if bytes.HasPrefix(body, successPrefix) {
+		return
+	}
+	var a vendorAnswer
+	if json.Unmarshal(body, &a) != nil {
+		m.counts.add(m.counts.vendorErrors, "unreadable")
+		return
+	}
+	if code := answerCode(a.Code); code != "0" {
+		m.counts.add(m.counts.vendorErrors, code)
+	}
+}
+
+var successPrefix = []byte(`{"code":"0"`)
+
+// isStatusPath reports whether path is the status path or its /metrics.
+func isStatusPath(path, statusPath string) bool {
+	return path == statusPath || path == statusPath+"/metrics"
+}
+
 func (m *Signer) reject(rw http.ResponseWriter, rej *rejection) {
+	m.counts.add(m.counts.rejected, rej.code)
 	m.log.log(levelWarn, "request rejected", map[string]interface{}{"status": rej.status, "code": rej.code, "reason": rej.msg})
 	writeError(rw, rej.status, rej.code, rej.msg)
 }
