@@ -73,7 +73,7 @@ func newGateway(t *testing.T, configure func(*Config)) *gateway {
 	if configure != nil {
 		configure(cfg)
 	}
-	h, err := New(context.Background(), next, cfg, "test")
+	h, err := New(context.Background(), next, cfg, t.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
