@@ -356,7 +356,9 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 	defer c.mu.Unlock()
 	f.ticket = ticket
 	f.err = err
-	close(f.done)
+	// Waiters are released last, so that the cache's state and the log line
+	// are in place when they return.
+	defer close(f.done)
 	if c.flight == f {
 		c.flight = nil
 	}
