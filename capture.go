@@ -59,7 +59,9 @@ func (c *responseCapture) Write(p []byte) (int, error) {
 	return c.body.Write(p)
 }
 
-// Flush is passed on while streaming (Traefik's proxy flushes periodically).
+// Flush is passed on while streaming. Under yaegi, the native proxy sees
+// this type through a wrapper that has only ResponseWriter's methods, so it
+// does not flush; the server's own buffering still streams large answers.
 func (c *responseCapture) Flush() {
 	if c.streaming {
 		if f, ok := c.rw.(http.Flusher); ok {

@@ -29,6 +29,10 @@ type Config struct {
 	Endpoint string
 	// Version is the vendor API version sent and signed.
 	Version string
+	// OAuthAppIDParam names the app id parameter of the access_token and
+	// api_ticket calls: app_id (miniprogram-kyc, the default) or appId (one
+	// kyc1 page spells it so; SPEC.md marks it unconfirmed).
+	OAuthAppIDParam string
 	// API selects the signing recipe (queryfacerecord by default).
 	API string
 	// RefreshInterval is the ticket age at which it is refreshed ahead of expiry.
@@ -132,6 +136,7 @@ type settings struct {
 	secret          string
 	endpoint        string
 	version         string
+	oauthAppIDParam string
 	recipe          *signer.Recipe
 	signsOrderOnly  bool // the recipe signs only the order number of the caller's fields
 	refreshInterval time.Duration
@@ -199,6 +204,11 @@ func parseConfig(cfg *Config) (*settings, error) {
 	s.version = strings.TrimSpace(cfg.Version)
 	if s.version == "" || len(s.version) > 20 || strings.ContainsAny(s.version, "\"\\ ") {
 		return nil, configError("version", "must be 1 to 20 characters without quotes, backslashes or spaces (the vendor uses 1.0.0)")
+	}
+
+	s.oauthAppIDParam = strings.TrimSpace(cfg.OAuthAppIDParam)
+	if s.oauthAppIDParam != "" && s.oauthAppIDParam != "app_id" && s.oauthAppIDParam != "appId" {
+		return nil, configError("oauthAppIdParam", "must be app_id (default) or appId")
 	}
 
 	api := strings.TrimSpace(cfg.API)
@@ -301,6 +311,10 @@ func parseRedisSettings(cfg *Config) (*redisSettings, error) {
 	return r, nil
 }
 
+// resultCodes are vendor codes that report the verification itself; they
+// must never trigger a ticket refresh.
+var resultCodes = map[string]bool{"0": true, "66660011": true, "66660016": true, "66660017": true, "66660018": true, "400604": true}
+
 // parseRetrySettings reads the settings of stale-ticket retries and
 // late-media polling.
 func parseRetrySettings(cfg *Config, s *settings) error {
@@ -309,8 +323,11 @@ func parseRetrySettings(cfg *Config, s *settings) error {
 		if code == "" {
 			continue
 		}
-		if code == "0" || !signer.IsAlphanumeric(code, 16) {
-			return configError("retryCodes", fmt.Sprintf("%q is not a vendor error code (letters or digits, not 0)", code))
+		if !signer.IsAlphanumeric(code, 16) {
+			return configError("retryCodes", fmt.Sprintf("%q is not a vendor error code (letters or digits)", code))
+		}
+		if resultCodes[code] {
+			return configError("retryCodes", fmt.Sprintf("%q is a verification result, not a ticket problem: a new ticket cannot change it (SPEC.md section 6)", code))
 		}
 		s.retryCodes = append(s.retryCodes, []byte(code))
 	}
@@ -390,8 +407,8 @@ func parseDuration(field, raw, def string, lo, hi time.Duration) (time.Duration,
 }
 
 // identity names the credentials a ticket belongs to, without revealing the
-// secret: a new secret or version must never reuse the old ticket.
+// secret: a new secret must never reuse the old ticket.
 func (s *settings) identity() string {
-	sum := sha256.Sum256([]byte(s.endpoint + "\n" + s.appID + "\n" + s.version + "\n" + s.secret))
+	sum := sha256.Sum256([]byte(s.endpoint + "\n" + s.appID + "\n" + s.secret))
 	return hex.EncodeToString(sum[:])
 }

@@ -5,25 +5,47 @@ import (
 	"context"
 	"encoding/json"
 	"time"
+
+	"github.com/kycgate/faceidsigner/signer"
 )
 
 // Media asked for with getFile (SPEC.md section 5), as bit flags.
 const (
 	mediaPhoto = 1
 	mediaVideo = 2
+	// mediaMaybe: the answer may carry files, but not ones the plugin
+	// polls for (a numeric getFile, get_file of getOcrResult, queryphotoinfo).
+	mediaMaybe = 4
 )
 
-// wantedMedia returns the media the request's getFile asks for.
-func wantedMedia(fields map[string]json.RawMessage) int {
-	switch string(fields["getFile"]) {
+// wantedFiles returns the files the request asks for with the recipe's
+// file field (getFile: "1" photo and video, "2" photo, "3" video, anything
+// else none; a JSON number is read the same way). Any other non-empty value
+// of a file field (get_file) counts as "maybe files".
+func wantedFiles(r *signer.Recipe, fields map[string]json.RawMessage) int {
+	if r.AlwaysFiles {
+		return mediaMaybe
+	}
+	if r.FileField == "" {
+		return 0
+	}
+	raw := fields[r.FileField]
+	switch string(raw) {
 	case `"1"`:
 		return mediaPhoto | mediaVideo
 	case `"2"`:
 		return mediaPhoto
 	case `"3"`:
 		return mediaVideo
+	case "", `""`, `"0"`, `0`, `null`:
+		return 0
+	case `1`, `2`, `3`:
+		return mediaMaybe // the vendor documents a string; whether it reads a number is unknown
 	}
-	return 0
+	if r.PollsMedia {
+		return 0 // getFile's "anything else": no files
+	}
+	return mediaMaybe
 }
 
 // Verdicts on a held vendor answer.
@@ -77,13 +99,19 @@ func (m *Signer) inspect(body []byte, media int) int {
 	return verdictPass
 }
 
-// answerCode returns a vendor code given as a JSON string or number.
+// answerCode returns a vendor code given as a JSON string or number, or
+// "other" for anything that is not 1 to 16 letters and digits (the code is
+// used as a metrics label: its values must stay few and printable).
 func answerCode(raw json.RawMessage) string {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' {
-		return string(bytes.TrimSpace(raw[1 : len(raw)-1]))
+		raw = bytes.TrimSpace(raw[1 : len(raw)-1])
 	}
-	return string(raw)
+	code := string(raw)
+	if !signer.IsAlphanumeric(code, 16) {
+		return "other"
+	}
+	return code
 }
 
 func lacksMedia(r *vendorResult, media int) bool {

@@ -47,11 +47,11 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	log := newEventLog(s.logLevel, name)
 
 	vendor := &ticketcache.Client{
-		Endpoint: s.endpoint,
-		AppID:    s.appID,
-		Secret:   s.secret,
-		Version:  s.version,
-		Timeout:  s.timeout,
+		Endpoint:   s.endpoint,
+		AppID:      s.appID,
+		Secret:     s.secret,
+		AppIDParam: s.oauthAppIDParam,
+		Timeout:    s.timeout,
 	}
 	cacheSettings := ticketcache.Settings{
 		RefreshInterval:   s.refreshInterval,
@@ -59,13 +59,13 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		MinForcedInterval: s.forcedRefresh,
 		Log:               log.cacheLogger(),
 	}
-	fetch := func(fctx context.Context, rejected string) (ticketcache.Ticket, error) {
+	fetch := func(fctx context.Context, current ticketcache.Ticket, rejected string) (ticketcache.Ticket, error) {
 		return vendor.Fetch(fctx)
 	}
 	if s.redis != nil {
 		shared := sharedSource(s, vendor, log)
-		fetch = func(fctx context.Context, rejected string) (ticketcache.Ticket, error) {
-			return shared.Fetch(fctx, rejected)
+		fetch = func(fctx context.Context, current ticketcache.Ticket, rejected string) (ticketcache.Ticket, error) {
+			return shared.Fetch(fctx, current, rejected)
 		}
 		// Retry soon after a store failure: the record may change meanwhile.
 		cacheSettings.MaxBackoff = s.redis.checkInterval
@@ -155,13 +155,16 @@ func (m *Signer) serveQueryAPI(rw http.ResponseWriter, req *http.Request) {
 func (m *Signer) signAndForward(rw http.ResponseWriter, req *http.Request, call *signedCall) {
 	ticket, err := m.tickets.Value(req.Context())
 	if err != nil {
+		if req.Context().Err() != nil {
+			return // the app gave up: nobody to answer, and not the vendor's fault
+		}
 		m.ticketUnavailable(rw, err)
 		return
 	}
 	m.sign(req, call, ticket)
 	m.counts.addSigned()
 	switch {
-	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0):
+	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0 || !m.settings.recipe.PollsMedia):
 		m.next.ServeHTTP(rw, req)
 	case call.media == 0:
 		m.forwardHeld(rw, req, call, ticket)
@@ -206,7 +209,7 @@ func (m *Signer) prepare(call *signedCall, body []byte, fields map[string]json.R
 		call.values = values
 		call.orderNo = values[r.OrderField]
 	}
-	call.media = wantedMedia(fields)
+	call.media = wantedFiles(r, fields)
 	if body == nil {
 		return nil // a GET API: the fields travel in the query
 	}
@@ -222,10 +225,13 @@ func (m *Signer) prepare(call *signedCall, body []byte, fields map[string]json.R
 // signature before the app's own fields, the recipe's path and ?orderNo=.
 func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 	r := m.settings.recipe
+	// The answer may be inspected: it must arrive uncompressed (Go's
+	// transport then asks for gzip itself and decompresses it).
+	req.Header.Del("Accept-Encoding")
 	nonce := ""
 	head := m.head
 	if r.NonceField != "" {
-		nonce, _ = signer.NewNonce()
+		nonce, _ = signer.NewNonce() // crypto/rand.Read cannot fail since Go 1.24: it crashes instead
 		head = head + `"` + r.NonceField + `":"` + nonce + `",`
 	}
 	var sign string
@@ -296,13 +302,17 @@ func (m *Signer) refreshRejected(req *http.Request, rejected string) (string, bo
 func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, call *signedCall, ticket string) {
 	staleRetried := false
 	mediaTries := 0
+	pollMedia := 0
+	if m.settings.recipe.PollsMedia {
+		pollMedia = call.media
+	}
 	for {
 		capture := newResponseCapture(rw, m.settings.maxInspectBytes)
 		m.next.ServeHTTP(capture, req)
 		if !capture.held() {
 			return // too large to hold: already streamed to the client
 		}
-		verdict := m.inspect(capture.body.Bytes(), call.media)
+		verdict := m.inspect(capture.body.Bytes(), pollMedia)
 		reason := ""
 		switch {
 		case verdict == verdictStaleTicket && !staleRetried:

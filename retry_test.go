@@ -3,6 +3,7 @@ package faceidsigner
 import (
 	"bytes"
 	"encoding/base64"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -137,5 +138,63 @@ func TestLateMediaRespectsDeadline(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if time.Since(start) > 2*time.Second || g.emu.QueryCalls() != 1 {
 		t.Fatalf("kept polling after the client left: queries %d", g.emu.QueryCalls())
+	}
+}
+
+// TestCompressedAnswersAreStillInspected: an app that accepts gzip must not
+// blind the stale-ticket retry.
+func TestCompressedAnswersAreStillInspected(t *testing.T) {
+	g := newGateway(t, nil)
+	g.do(t, http.MethodPost, queryBody, nil)
+	g.emu.RevokeTokens(testAppID)
+	a := g.do(t, http.MethodPost, queryBody, map[string]string{"Accept-Encoding": "gzip"})
+	if a.body["code"] != "0" || g.emu.TokenCalls() != 2 {
+		t.Fatalf("with Accept-Encoding gzip: %s (token calls %d)", a.raw, g.emu.TokenCalls())
+	}
+	for _, r := range g.emu.Requests() {
+		if r.Header.Get("Accept-Encoding") != "" && r.Header.Get("Accept-Encoding") != "gzip" {
+			t.Fatalf("forwarded Accept-Encoding %q", r.Header.Get("Accept-Encoding"))
+		}
+	}
+}
+
+// TestAnswersThatMayCarryFilesAreNotHeldWhole: queryphotoinfo always returns
+// a photo; a numeric getFile asks for files too. Such answers stream.
+func TestAnswersThatMayCarryFilesAreNotHeldWhole(t *testing.T) {
+	photo := bytes.Repeat([]byte{0x89, 0x50}, 300000)
+	for _, c := range []struct{ api, body string }{
+		{"queryphotoinfo", `{"orderNo":"big2"}`},
+		{"queryfacerecord", `{"orderNo":"big2","getFile":1}`},
+	} {
+		g := newGateway(t, func(cfg *Config) { cfg.API = c.api })
+		g.emu.AddResult(testAppID, "big2", faceidtest.Result{Photo: photo, Video: photo})
+		start := time.Now()
+		resp, err := http.Post(g.srv.URL, "application/json", strings.NewReader(c.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := make([]byte, 16)
+		_, _ = io.ReadFull(resp.Body, head)
+		firstByte := time.Since(start)
+		rest, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if c.api == "queryphotoinfo" && !strings.Contains(string(rest), base64.StdEncoding.EncodeToString(photo[:3000])) {
+			t.Fatalf("%s: photo damaged", c.api)
+		}
+		if !strings.Contains(string(head)+string(rest), `"code":`) || firstByte > time.Second {
+			t.Fatalf("%s: answer %d bytes after %s", c.api, len(rest), firstByte)
+		}
+	}
+}
+
+func TestResultCodesCannotBeRetryCodes(t *testing.T) {
+	for _, code := range []string{"66660011", "0", "400604"} {
+		cfg := CreateConfig()
+		cfg.AppID = testAppID
+		cfg.Secret = testSecret
+		cfg.RetryCodes = []string{"400101", code}
+		if _, err := New(t.Context(), http.NotFoundHandler(), cfg, "t"); err == nil || !strings.Contains(err.Error(), "retryCodes") {
+			t.Errorf("retryCodes with %s: %v", code, err)
+		}
 	}
 }

@@ -2,6 +2,8 @@ package faceidsigner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"strconv"
 	"sync"
 	"time"
@@ -12,16 +14,15 @@ import (
 	"github.com/kycgate/faceidsigner/ticketcache"
 )
 
-// Process-wide state of the shared-store mode. Like the ticket cache, it
-// outlives configuration reloads: one Redis client per server and one
-// Shared source per (credentials, store) pair, so reloads neither leak
-// connections nor forget which ticket this replica holds.
+// Process-wide state of the shared-store mode: one Redis client per server
+// and settings, so that configuration reloads do not open new connection
+// pools. (A reload that changes the Redis settings leaves the old client and
+// its idle connections in place; such reloads are rare.)
 var (
-	sharedMu      sync.Mutex
-	redisClients  = map[string]*redisclient.Client{}
-	sharedSources = map[string]*ticketcache.Shared{}
-	replicaOnce   sync.Once
-	replicaID     string
+	redisMu      sync.Mutex
+	redisClients = map[string]*redisclient.Client{}
+	replicaOnce  sync.Once
+	replicaID    string
 )
 
 // replica returns a random identifier of this Traefik process, used as the
@@ -33,30 +34,32 @@ func replica() string {
 	return replicaID
 }
 
-// sharedSource returns the Shared ticket source for s (which has redis
-// settings), creating it and its Redis client on first use.
-func sharedSource(s *settings, vendor *ticketcache.Client, log *eventLog) *ticketcache.Shared {
-	r := s.redis
-	clientKey := r.address + "\n" + r.username + "\n" + r.password + "\n" + strconv.Itoa(r.db) + "\n" + strconv.FormatBool(r.tls) + "\n" + r.timeout.String()
-	base := r.keyPrefix + s.appID + ":" + s.identity()[:16]
-	sourceKey := clientKey + "\n" + base + "\n" + s.refreshInterval.String() + "\n" + r.checkInterval.String() + "\n" +
-		strconv.FormatBool(r.fetchLocally) + "\n" + s.forcedRefresh.String() + "\n" + s.timeout.String()
-
-	sharedMu.Lock()
-	defer sharedMu.Unlock()
-	if src, ok := sharedSources[sourceKey]; ok {
-		return src
-	}
-	client, ok := redisClients[clientKey]
+// redisClient returns the process-wide client for r.
+func redisClient(r *redisSettings) *redisclient.Client {
+	key := r.address + "\n" + r.username + "\n" + r.password + "\n" + strconv.Itoa(r.db) + "\n" + strconv.FormatBool(r.tls) + "\n" + r.timeout.String()
+	redisMu.Lock()
+	defer redisMu.Unlock()
+	client, ok := redisClients[key]
 	if !ok {
 		client = redisclient.New(redisclient.Options{
 			Address: r.address, Username: r.username, Password: r.password,
 			DB: r.db, TLS: r.tls, Timeout: r.timeout,
 		})
-		redisClients[clientKey] = client
+		redisClients[key] = client
 	}
-	src := &ticketcache.Shared{
-		Store:                      client,
+	return client
+}
+
+// sharedSource returns the ticket source that coordinates replicas through
+// Redis. It keeps no state, so each New makes its own.
+func sharedSource(s *settings, vendor *ticketcache.Client, log *eventLog) *ticketcache.Shared {
+	r := s.redis
+	// Keyed by endpoint and app id, not by the secret: a rotated secret
+	// kills every token anyway, and no hash of the secret sits in Redis.
+	endpointSum := sha256.Sum256([]byte(s.endpoint))
+	base := r.keyPrefix + s.appID + ":" + hex.EncodeToString(endpointSum[:6])
+	return &ticketcache.Shared{
+		Store:                      redisClient(r),
 		RecordKey:                  base + ":record",
 		LeaseKey:                   base + ":lease",
 		Owner:                      replica(),
@@ -64,12 +67,11 @@ func sharedSource(s *settings, vendor *ticketcache.Client, log *eventLog) *ticke
 		RefreshInterval:            s.refreshInterval,
 		CheckInterval:              r.checkInterval,
 		LeaseTTL:                   fetchTimeout(s) + 2*r.timeout,
+		StoreTimeout:               r.timeout,
 		MinForcedInterval:          s.forcedRefresh,
 		FetchLocallyOnStoreFailure: r.fetchLocally,
 		Log:                        log.cacheLogger(),
 	}
-	sharedSources[sourceKey] = src
-	return src
 }
 
 // fetchTimeout bounds one whole refresh: a token call and a ticket call.

@@ -30,6 +30,16 @@ type Recipe struct {
 	// RequiredFields are caller-supplied fields that must be present but
 	// are not signed.
 	RequiredFields []string
+	// FileField names the caller's field that asks for files (photo, video,
+	// images), "" when the API returns none. AlwaysFiles marks an API whose
+	// answer always carries a file. Answers that may carry files can be
+	// megabytes: the gateway streams them instead of holding them.
+	FileField   string
+	AlwaysFiles bool
+	// PollsMedia marks the APIs whose photo and video (result.photo,
+	// result.video) may lag the result, so that a missing file asked for
+	// is worth querying again.
+	PollsMedia bool
 }
 
 // SignValues returns the recipe's signature over the caller fields (looked up
@@ -49,16 +59,15 @@ func (r *Recipe) SignValues(fields map[string]string, appID, version, ticket, no
 
 // recipes lists the APIs of SPEC.md sections 5 and 8.
 var recipes = map[string]*Recipe{
-	"queryfacerecord":   postRecipe("queryfacerecord", "/api/v2/base/queryfacerecord", "orderNo"),
-	"queryphotoinfo":    postRecipe("queryphotoinfo", "/api/v2/base/queryphotoinfo", "orderNo"),
-	"getWillFaceResult": postRecipe("getWillFaceResult", "/api/server/getWillFaceResult", "orderNo"),
+	"queryfacerecord":   withMediaPolling(postRecipe("queryfacerecord", "/api/v2/base/queryfacerecord", "orderNo")),
+	"queryphotoinfo":    withFilesAlways(postRecipe("queryphotoinfo", "/api/v2/base/queryphotoinfo", "orderNo")),
+	"getWillFaceResult": withMediaPolling(postRecipe("getWillFaceResult", "/api/server/getWillFaceResult", "orderNo")),
 	"getfaceid":         withRequired(postRecipe("getfaceid", "/api/server/getfaceid", "userId"), "orderNo"),
-	"geth5faceid": withoutNonce(withRequired(
-		postRecipe("geth5faceid", "/api/server/h5/geth5faceid", "orderNo", "name", "idNo", "userId"))),
+	"geth5faceid": withoutNonce(postRecipe("geth5faceid", "/api/server/h5/geth5faceid", "orderNo", "name", "idNo", "userId")),
 	"getOcrResult": {
 		API: "getOcrResult", Method: "GET", Path: "/api/server/getOcrResult",
 		AppIDField: "app_id", VersionField: "version", NonceField: "nonce", SignField: "sign",
-		OrderField: "order_no", SignedFields: []string{"order_no"},
+		OrderField: "order_no", SignedFields: []string{"order_no"}, FileField: "get_file",
 	},
 }
 
@@ -68,6 +77,17 @@ func postRecipe(api, path string, signed ...string) *Recipe {
 		AppIDField: "appId", VersionField: "version", NonceField: "nonce", SignField: "sign",
 		OrderField: "orderNo", SignedFields: signed,
 	}
+}
+
+func withMediaPolling(r *Recipe) *Recipe {
+	r.FileField = "getFile"
+	r.PollsMedia = true
+	return r
+}
+
+func withFilesAlways(r *Recipe) *Recipe {
+	r.AlwaysFiles = true
+	return r
 }
 
 func withRequired(r *Recipe, fields ...string) *Recipe {

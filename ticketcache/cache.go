@@ -33,13 +33,19 @@ type Ticket struct {
 	CheckAt time.Time
 	// Version identifies the record in a shared store (0 in-process).
 	Version int64
+	// OldTokenSupersededAt is set, with an error, by a FetchFunc that got a
+	// new access token but no ticket: the vendor kills the previous token,
+	// and the ticket in use, about a minute after that time, so the cache
+	// stops using its ticket then instead of at its own expiry.
+	OldTokenSupersededAt time.Time
 }
 
-// FetchFunc returns a ticket. rejected is empty for a scheduled refresh;
+// FetchFunc returns a ticket. current is the cache's ticket while it is
+// still valid (zero otherwise). rejected is empty for a scheduled refresh;
 // after the vendor rejected a ticket it holds that ticket's value, and the
 // FetchFunc must not return it again (it fetches a new token, or returns a
 // newer ticket it already knows of).
-type FetchFunc func(ctx context.Context, rejected string) (Ticket, error)
+type FetchFunc func(ctx context.Context, current Ticket, rejected string) (Ticket, error)
 
 // LogFunc receives the cache's events. fields never hold a credential.
 type LogFunc func(level, msg string, fields map[string]interface{})
@@ -72,6 +78,14 @@ const (
 	// so that a signed request still reaches the vendor in time. Short
 	// lifetimes (tests) use a tenth of the lifetime instead.
 	maxExpiryMargin = time.Minute
+	// maxCheckOverdue: a ticket whose CheckAt is this far past (an idle
+	// replica in a cluster) is not used before it is checked again, since
+	// another replica may have replaced it more than the vendor's one-minute
+	// overlap ago.
+	maxCheckOverdue = 30 * time.Second
+	// supersededGrace is how long a ticket is still used after a new token
+	// of its app id was issued (the vendor's overlap is about a minute).
+	supersededGrace = 45 * time.Second
 )
 
 // ErrForcedTooSoon is returned by Invalidate when a forced refresh happened
@@ -148,6 +162,9 @@ func (c *Cache) Configure(identity string, fetch FetchFunc, settings Settings) {
 	if c.identity == identity {
 		return
 	}
+	if c.identity != "" {
+		c.log("warn", "credentials changed: dropping the cached ticket (if two middlewares share an endpoint and app id with different secrets, they will keep replacing each other's ticket)", nil)
+	}
 	c.identity = identity
 	c.generation++
 	c.has = false
@@ -197,7 +214,7 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 	if c.has && now.Before(c.expiresAt) {
 		t := c.current
 		if c.flight == nil && !now.Before(c.retryAt) {
-			c.startFlightLocked("")
+			c.startFlightLocked("", now)
 		}
 		c.mu.Unlock()
 		return t, nil
@@ -209,7 +226,7 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 			c.mu.Unlock()
 			return Ticket{}, err
 		}
-		f = c.startFlightLocked("")
+		f = c.startFlightLocked("", now)
 	}
 	c.mu.Unlock()
 	return waitFlight(ctx, f)
@@ -271,7 +288,7 @@ func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error)
 			c.has = false
 			c.setHotLocked()
 		}
-		f = c.startFlightLocked(rejected)
+		f = c.startFlightLocked(rejected, now)
 	}
 	c.mu.Unlock()
 	t, err := waitFlight(ctx, f)
@@ -292,7 +309,7 @@ func (c *Cache) Stats() Stats {
 	s.HasTicket = c.has && c.now().Before(c.expiresAt)
 	if c.has {
 		s.FetchedAt = c.current.FetchedAt
-		s.ExpiresAt = c.current.FetchedAt.Add(c.current.Lifetime)
+		s.ExpiresAt = c.expiresAt
 	}
 	return s
 }
@@ -319,17 +336,18 @@ func (c *Cache) backingOffErrorLocked(now time.Time) error {
 }
 
 // startFlightLocked starts one refresh in the background. c.mu is held.
-func (c *Cache) startFlightLocked(rejected string) *flight {
+func (c *Cache) startFlightLocked(rejected string, now time.Time) *flight {
 	f := &flight{done: make(chan struct{})}
 	c.flight = f
-	fetch := c.fetch
-	timeout := c.settings.FetchTimeout
-	generation := c.generation
-	go c.runFlight(f, fetch, rejected, timeout, generation)
+	var current Ticket
+	if c.has && now.Before(c.expiresAt) {
+		current = c.current
+	}
+	go c.runFlight(f, c.fetch, current, rejected, c.settings.FetchTimeout, c.generation)
 	return f
 }
 
-func (c *Cache) runFlight(f *flight, fetch FetchFunc, rejected string, timeout time.Duration, generation int64) {
+func (c *Cache) runFlight(f *flight, fetch FetchFunc, current Ticket, rejected string, timeout time.Duration, generation int64) {
 	var ticket Ticket
 	var err error
 	defer func() {
@@ -344,7 +362,7 @@ func (c *Cache) runFlight(f *flight, fetch FetchFunc, rejected string, timeout t
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	ticket, err = fetch(ctx, rejected)
+	ticket, err = fetch(ctx, current, rejected)
 	if err == nil && ticket.Value == "" {
 		err = errors.New("ticket source returned an empty ticket")
 	}
@@ -365,8 +383,23 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 	if generation != c.generation {
 		return // credentials changed while this flight ran
 	}
+	if errors.Is(err, ErrForcedTooSoon) {
+		// Another replica replaced the ticket moments ago and the store
+		// says not to replace it again yet: not a failure. Serve what the
+		// cache had, if it is still valid.
+		if c.current.Value != "" && now.Before(c.expiresAt) {
+			c.has = true
+			c.setHotLocked()
+		}
+		return
+	}
 	c.stats.LastRefresh = now
 	if err != nil {
+		if !ticket.OldTokenSupersededAt.IsZero() {
+			if dies := ticket.OldTokenSupersededAt.Add(supersededGrace); dies.Before(c.expiresAt) {
+				c.expiresAt = dies
+			}
+		}
 		c.failures++
 		c.stats.Failures++
 		c.lastErr = err
@@ -414,8 +447,13 @@ func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt tim
 	if early := t.FetchedAt.Add(t.Lifetime * 3 / 4); early.Before(refreshAt) {
 		refreshAt = early
 	}
-	if !t.CheckAt.IsZero() && t.CheckAt.Before(refreshAt) {
-		refreshAt = t.CheckAt
+	if !t.CheckAt.IsZero() {
+		if t.CheckAt.Before(refreshAt) {
+			refreshAt = t.CheckAt
+		}
+		if overdue := t.CheckAt.Add(maxCheckOverdue); overdue.Before(expiresAt) {
+			expiresAt = overdue
+		}
 	}
 	return expiresAt, refreshAt
 }

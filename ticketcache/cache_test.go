@@ -40,7 +40,7 @@ type scriptedFetcher struct {
 	gate     chan struct{} // when not nil, each fetch waits for a value
 }
 
-func (f *scriptedFetcher) fetch(ctx context.Context, rejected string) (Ticket, error) {
+func (f *scriptedFetcher) fetch(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
 	n := f.calls.Add(1)
 	if rejected != "" {
 		f.forced.Add(1)
@@ -264,7 +264,7 @@ func TestConfigureNewIdentityDropsTicket(t *testing.T) {
 
 func TestFetchPanicIsRecovered(t *testing.T) {
 	c := New(nil)
-	c.Configure("x", func(ctx context.Context, rejected string) (Ticket, error) { panic("boom") }, Settings{})
+	c.Configure("x", func(ctx context.Context, current Ticket, rejected string) (Ticket, error) { panic("boom") }, Settings{})
 	if _, err := c.Get(context.Background()); err == nil {
 		t.Fatal("a panicking fetch returned no error")
 	}
@@ -320,4 +320,29 @@ func TestLogNeverCarriesTicket(t *testing.T) {
 	if len(lines) != 2 || lines[0] != "info ticket fetched" || lines[1] != "error ticket refresh failed" {
 		t.Fatalf("log lines = %q", lines)
 	}
+}
+
+func TestNewTokenWithoutTicketShortensTheOldTicket(t *testing.T) {
+	c, f, clock := newTestCache(time.Hour, Settings{RefreshInterval: 20 * time.Minute, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	if _, err := c.Get(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(21 * time.Minute)
+	superseded := clock.Now()
+	c.Configure("id-1", func(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
+		var failed Ticket
+		failed.OldTokenSupersededAt = superseded
+		return failed, wrapf(ErrUnreachable, "ticket call failed after a new token")
+	}, Settings{RefreshInterval: 20 * time.Minute, MinBackoff: time.Minute, MaxBackoff: time.Minute})
+	_, _ = c.Get(context.Background()) // starts the failing refresh, serves ticket-1
+	waitFor(t, "the failed refresh", func() bool { return c.Stats().Failures == 1 })
+	clock.Advance(30 * time.Second)
+	if tk, err := c.Get(context.Background()); err != nil || tk.Value != "ticket-1" {
+		t.Fatalf("within the overlap: %q %v", tk.Value, err)
+	}
+	clock.Advance(20 * time.Second) // 50 s after the new token: the old ticket is about to die
+	if _, err := c.Get(context.Background()); err == nil {
+		t.Fatal("still serving a ticket whose token was superseded 50 s ago")
+	}
+	_ = f
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -32,7 +30,8 @@ var ErrStoreUnavailable = errors.New("shared ticket store unavailable")
 // well within the vendor's one-minute overlap.
 //
 // Use its Fetch method as the Cache's FetchFunc; the Cache keeps a local
-// copy, so requests never touch the store.
+// copy, so requests never touch the store. Shared keeps no state of its
+// own: a new one can be made on every configuration reload.
 type Shared struct {
 	Store Store
 	// RecordKey holds the versioned record; LeaseKey the refresh lease.
@@ -48,6 +47,10 @@ type Shared struct {
 	CheckInterval time.Duration
 	// LeaseTTL bounds how long a dead lease holder blocks others.
 	LeaseTTL time.Duration
+	// StoreTimeout bounds the store calls made after the vendor answered
+	// (writing the record, releasing the lease), which must not depend on
+	// what is left of the refresh's own deadline.
+	StoreTimeout time.Duration
 	// MinForcedInterval rate-limits forced refreshes across the cluster: a
 	// record younger than this is not replaced because a replica saw it
 	// rejected.
@@ -60,12 +63,6 @@ type Shared struct {
 	Now func() time.Time
 	// Log receives events; nil discards them.
 	Log LogFunc
-
-	mu       sync.Mutex
-	returned Ticket // the last ticket handed to the cache
-
-	// StoreCalls counts store round trips, for the figures in BENCHMARKS.md.
-	StoreCalls atomic.Int64
 }
 
 // record is the JSON stored under RecordKey. Lifetimes are kept as
@@ -79,7 +76,7 @@ type record struct {
 }
 
 // Fetch is a FetchFunc backed by the store.
-func (s *Shared) Fetch(ctx context.Context, rejected string) (Ticket, error) {
+func (s *Shared) Fetch(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
 	poll := s.CheckInterval / 4
 	if poll > 200*time.Millisecond {
 		poll = 200 * time.Millisecond
@@ -91,26 +88,25 @@ func (s *Shared) Fetch(ctx context.Context, rejected string) (Ticket, error) {
 		now := s.now()
 		t, found, err := s.read(ctx)
 		if err != nil {
-			return s.storeFailed(ctx, err, rejected)
+			return s.storeFailed(ctx, err, current, rejected)
 		}
 		if found && s.fresh(t, now, rejected) {
-			return s.hand(t, now, s.CheckInterval), nil
+			return withCheck(t, now, s.CheckInterval), nil
 		}
 		if found && rejected != "" && t.Value == rejected && now.Sub(t.FetchedAt) < s.MinForcedInterval {
 			return Ticket{}, ErrForcedTooSoon
 		}
 		won, err := s.Store.SetNX(ctx, s.LeaseKey, s.Owner, s.LeaseTTL)
-		s.StoreCalls.Add(1)
 		if err != nil {
-			return s.storeFailed(ctx, err, rejected)
+			return s.storeFailed(ctx, err, current, rejected)
 		}
 		if won {
-			return s.refreshHoldingLease(ctx, rejected)
+			return s.refreshHoldingLease(ctx, current, rejected)
 		}
 		// Another replica holds the lease and is refreshing. Keep serving a
 		// still-valid record, and look again soon.
 		if found && t.Value != rejected && now.Before(expiry(t)) {
-			return s.hand(t, now, poll), nil
+			return withCheck(t, now, poll), nil
 		}
 		select {
 		case <-ctx.Done():
@@ -122,38 +118,48 @@ func (s *Shared) Fetch(ctx context.Context, rejected string) (Ticket, error) {
 
 // refreshHoldingLease runs with the lease held: re-read the record (another
 // replica may have written it just before), and only if it is still due,
-// fetch from the vendor and write a new version.
-func (s *Shared) refreshHoldingLease(ctx context.Context, rejected string) (Ticket, error) {
+// fetch from the vendor and write a new version. When the record is gone
+// (Redis restarted empty) but this replica's ticket is still good, that
+// ticket is written back instead: a new token would kill every replica's.
+func (s *Shared) refreshHoldingLease(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
 	defer s.releaseLease()
 	now := s.now()
 	t, found, err := s.read(ctx)
 	if err != nil {
-		return s.storeFailed(ctx, err, rejected)
+		return s.storeFailed(ctx, err, current, rejected)
 	}
 	if found && s.fresh(t, now, rejected) {
-		return s.hand(t, now, s.CheckInterval), nil
+		return withCheck(t, now, s.CheckInterval), nil
+	}
+	current.CheckAt = time.Time{} // when to look at the store again is not its freshness
+	if !found && current.Value != "" && s.fresh(current, now, rejected) {
+		current.Version = 1
+		if err := s.write(current); err != nil {
+			return Ticket{}, fmt.Errorf("%w: %s", ErrStoreUnavailable, err.Error())
+		}
+		s.log("info", "wrote this replica's ticket back to the empty shared store", nil)
+		return withCheck(current, now, s.CheckInterval), nil
 	}
 	fetched, err := s.Vendor(ctx)
 	if err != nil {
-		return Ticket{}, err
+		return fetched, err
 	}
 	fetched.Version = 1
 	if found {
 		fetched.Version = t.Version + 1
 	}
-	if err := s.write(ctx, fetched); err != nil {
+	if err := s.write(fetched); err != nil {
 		// The ticket is good; the others will not see it and may fetch
 		// their own. Say so once per occurrence.
 		s.log("error", "cannot write the ticket record to the shared store", map[string]interface{}{"error": err.Error()})
 	}
 	s.log("info", "fetched a new token and ticket for the cluster", map[string]interface{}{"version": fetched.Version, "forced": rejected != ""})
-	return s.hand(fetched, s.now(), s.CheckInterval), nil
+	return withCheck(fetched, s.now(), s.CheckInterval), nil
 }
 
 func (s *Shared) releaseLease() {
-	ctx, cancel := context.WithTimeout(context.Background(), s.LeaseTTL)
+	ctx, cancel := context.WithTimeout(context.Background(), s.storeTimeout())
 	defer cancel()
-	s.StoreCalls.Add(1)
 	if _, err := s.Store.DeleteIfEqual(ctx, s.LeaseKey, s.Owner); err != nil {
 		s.log("warn", "cannot release the refresh lease; it expires by itself", map[string]interface{}{"error": err.Error(), "leaseTTLSeconds": s.LeaseTTL.Seconds()})
 	}
@@ -162,21 +168,17 @@ func (s *Shared) releaseLease() {
 // storeFailed applies the failure policy. While the cache still holds a
 // valid ticket, the error is returned and the cache keeps serving that
 // ticket. With none left, the ticket is fetched locally or the request fails.
-func (s *Shared) storeFailed(ctx context.Context, err error, rejected string) (Ticket, error) {
-	now := s.now()
-	s.mu.Lock()
-	last := s.returned
-	s.mu.Unlock()
-	stillValid := last.Value != "" && last.Value != rejected && now.Before(expiry(last))
+func (s *Shared) storeFailed(ctx context.Context, err error, current Ticket, rejected string) (Ticket, error) {
+	stillValid := current.Value != "" && current.Value != rejected
 	if stillValid || !s.FetchLocallyOnStoreFailure {
 		return Ticket{}, fmt.Errorf("%w: %s", ErrStoreUnavailable, err.Error())
 	}
 	s.log("warn", "shared store unavailable and no valid ticket left: fetching one locally", map[string]interface{}{"error": err.Error()})
 	t, ferr := s.Vendor(ctx)
 	if ferr != nil {
-		return Ticket{}, ferr
+		return t, ferr
 	}
-	return s.hand(t, now, s.CheckInterval), nil
+	return withCheck(t, s.now(), s.CheckInterval), nil
 }
 
 // fresh reports whether t can be handed out as is.
@@ -188,18 +190,13 @@ func (s *Shared) fresh(t Ticket, now time.Time, rejected string) bool {
 	return now.Before(refreshAt)
 }
 
-// hand records t as the replica's current ticket and asks the cache to come
-// back after check.
-func (s *Shared) hand(t Ticket, now time.Time, check time.Duration) Ticket {
+// withCheck asks the cache to come back to the store after check.
+func withCheck(t Ticket, now time.Time, check time.Duration) Ticket {
 	t.CheckAt = now.Add(check)
-	s.mu.Lock()
-	s.returned = t
-	s.mu.Unlock()
 	return t
 }
 
 func (s *Shared) read(ctx context.Context) (Ticket, bool, error) {
-	s.StoreCalls.Add(1)
 	raw, found, err := s.Store.Get(ctx, s.RecordKey)
 	if err != nil || !found {
 		return Ticket{}, false, err
@@ -217,7 +214,12 @@ func (s *Shared) read(ctx context.Context) (Ticket, bool, error) {
 	return t, true, nil
 }
 
-func (s *Shared) write(ctx context.Context, t Ticket) error {
+// write stores t as the record, with a deadline of its own: the refresh's
+// context may be nearly spent by the vendor calls, and a record that is not
+// written makes the other replicas fetch tokens of their own.
+func (s *Shared) write(t Ticket) error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.storeTimeout())
+	defer cancel()
 	var r record
 	r.Version = t.Version
 	r.Ticket = t.Value
@@ -228,8 +230,18 @@ func (s *Shared) write(ctx context.Context, t Ticket) error {
 	if err != nil {
 		return err
 	}
-	s.StoreCalls.Add(1)
-	return s.Store.Set(ctx, s.RecordKey, string(data), t.Lifetime)
+	ttl := t.FetchedAt.Add(t.Lifetime).Sub(s.now())
+	if ttl <= 0 {
+		return errors.New("ticket already expired")
+	}
+	return s.Store.Set(ctx, s.RecordKey, string(data), ttl)
+}
+
+func (s *Shared) storeTimeout() time.Duration {
+	if s.StoreTimeout > 0 {
+		return s.StoreTimeout
+	}
+	return time.Second
 }
 
 func (s *Shared) now() time.Time {

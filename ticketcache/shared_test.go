@@ -56,12 +56,12 @@ func newCluster(t *testing.T, o clusterOptions) *replicaSet {
 	t.Cleanup(func() { _ = store.Close() })
 	rs := &replicaSet{emu: emu, store: store, prefix: "test:" + t.Name() + ":" + strconv.FormatInt(keySeq.Add(1), 10)}
 	for i := 0; i < o.replicas; i++ {
-		vendor := &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: time.Second}
+		vendor := &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Timeout: time.Second}
 		sh := &Shared{
 			Store: store, RecordKey: rs.prefix + ":record", LeaseKey: rs.prefix + ":lease",
 			Owner: "replica-" + strconv.Itoa(i), Vendor: vendor.Fetch,
 			RefreshInterval: o.refreshInterval, CheckInterval: o.checkInterval, LeaseTTL: o.leaseTTL,
-			MinForcedInterval: time.Second, FetchLocallyOnStoreFailure: o.fetchLocally,
+			MinForcedInterval: time.Second, FetchLocallyOnStoreFailure: o.fetchLocally, StoreTimeout: 300 * time.Millisecond,
 		}
 		c := New(nil)
 		c.Configure("id", sh.Fetch, Settings{
@@ -148,8 +148,8 @@ func TestWithoutSharedStoreReplicasBreakEachOther(t *testing.T) {
 	rs := newCluster(t, clusterOptions{replicas: 3, refreshInterval: 700 * time.Millisecond, checkInterval: 50 * time.Millisecond})
 	rs.emu.SetOverlap(400 * time.Millisecond)
 	for i, c := range rs.caches {
-		vendor := &Client{Endpoint: rs.emu.URL, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: time.Second}
-		c.Configure("local-"+strconv.Itoa(i), func(ctx context.Context, rejected string) (Ticket, error) { return vendor.Fetch(ctx) },
+		vendor := &Client{Endpoint: rs.emu.URL, AppID: testAppID, Secret: testSecret, Timeout: time.Second}
+		c.Configure("local-"+strconv.Itoa(i), func(ctx context.Context, current Ticket, rejected string) (Ticket, error) { return vendor.Fetch(ctx) },
 			Settings{RefreshInterval: 700 * time.Millisecond})
 		// Stagger the replicas as real processes would be.
 		_, _ = c.Get(context.Background())
@@ -266,7 +266,7 @@ func TestSharedRedisFailurePolicies(t *testing.T) {
 		deadline := time.Now().Add(3 * time.Second)
 		for {
 			tk, err = c.Get(context.Background())
-			if err == nil && rs.shared[0].StoreCalls.Load() > 0 {
+			if err == nil {
 				if raw, rerr := srv.Do("GET", rs.prefix+":record"); rerr == nil && raw != "" {
 					break
 				}
@@ -285,21 +285,65 @@ func TestSharedRedisRestartedEmpty(t *testing.T) {
 	first, _ := rs.caches[0].Get(context.Background())
 	_, _ = rs.caches[1].Get(context.Background())
 	srv.Restart() // empty: no record, no lease
-	time.Sleep(100 * time.Millisecond)
+	// The replicas write their still-valid ticket back instead of fetching
+	// a new token, which would kill everyone's ticket a minute later.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
-		a, _ := rs.caches[0].Get(context.Background())
-		b, _ := rs.caches[1].Get(context.Background())
-		if a.Value != first.Value && a.Value == b.Value {
+		for _, c := range rs.caches {
+			if tk, err := c.Get(context.Background()); err != nil || tk.Value != first.Value {
+				t.Fatalf("after Redis lost its data: %v (same ticket: %v)", err, tk.Value == first.Value)
+			}
+		}
+		if raw, err := srv.Do("GET", rs.prefix+":record"); err == nil && strings.Contains(raw, first.Value) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("replicas did not converge on a new record after Redis lost its data")
+			t.Fatal("the record was not written back after Redis lost its data")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if n := rs.emu.TokenCalls(); n != 2 {
-		t.Fatalf("token calls %d, want 2 (one refetch for the cluster)", n)
+	if n := rs.emu.TokenCalls(); n != 1 {
+		t.Fatalf("token calls %d, want 1 (no refetch for an empty store)", n)
+	}
+}
+
+func TestSharedRateLimitedForcedRefreshKeepsServing(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond})
+	first, _ := rs.caches[0].Get(context.Background())
+	_, _ = rs.caches[1].Get(context.Background())
+	// A 400101 right after the record was written: the shared store says
+	// not to replace it yet. The replica must keep serving, not back off.
+	if _, err := rs.caches[1].Invalidate(context.Background(), first.Value); !errors.Is(err, ErrForcedTooSoon) {
+		t.Fatalf("Invalidate = %v, want ErrForcedTooSoon", err)
+	}
+	if v, err := rs.caches[1].Value(context.Background()); err != nil || v != first.Value {
+		t.Fatalf("after a rate-limited forced refresh: %v", err)
+	}
+	if s := rs.caches[1].Stats(); s.Failures != 0 {
+		t.Fatalf("a rate-limited forced refresh counted as a failure: %+v", s)
+	}
+}
+
+func TestSharedIdleReplicaChecksBeforeSigning(t *testing.T) {
+	clock := newFakeClock()
+	rs := newCluster(t, clusterOptions{replicas: 1, refreshInterval: 20 * time.Minute, checkInterval: time.Second})
+	c := New(clock.Now)
+	sh := rs.shared[0]
+	c.Configure("idle", sh.Fetch, Settings{RefreshInterval: 20 * time.Minute})
+	sh.Now = clock.Now
+	first, err := c.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another replica replaces the record while this one is idle.
+	if _, err := redistest.Do(redistest.Shared(t), "SET", rs.prefix+":record",
+		`{"version":9,"ticket":"NEWER","fetchedAtMs":`+strconv.FormatInt(clock.Now().UnixMilli(), 10)+`,"lifetimeMs":3600000}`); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(40 * time.Second) // past CheckAt + 30 s
+	tk, err := c.Get(context.Background())
+	if err != nil || tk.Value != "NEWER" {
+		t.Fatalf("idle replica signed with %q (first %q), err %v; want the newer record", tk.Value, first.Value, err)
 	}
 }
 

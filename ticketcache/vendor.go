@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -43,21 +44,35 @@ const (
 // endpoints; their answers are a few hundred bytes.
 const maxOAuthResponseBytes = 64 << 10
 
-// Client fetches access tokens and SIGN tickets from the vendor. It keeps no
-// state: caching and scheduling belong to Cache.
+// OAuthVersion is the `version` parameter of the token and ticket calls.
+const OAuthVersion = "1.0.0"
+
+// DefaultAppIDParam is the name of the app id parameter of the token and
+// ticket calls on miniprogram-kyc (SPEC.md section 2; one kyc1 page spells
+// it appId).
+const DefaultAppIDParam = "app_id"
+
+// Client fetches access tokens and SIGN tickets from the vendor. Caching and
+// scheduling belong to Cache; the only state a Client keeps is a token whose
+// ticket call failed, so that the retry asks for a ticket with it instead of
+// killing it with yet another token.
 type Client struct {
 	// Endpoint is the vendor base URL, e.g. https://miniprogram-kyc.tencentcloudapi.com.
 	Endpoint string
 	AppID    string
 	Secret   string
-	// Version is sent as the `version` parameter (1.0.0).
-	Version string
+	// AppIDParam names the app id query parameter; empty means app_id.
+	AppIDParam string
 	// Timeout bounds each HTTP call.
 	Timeout time.Duration
 	// HTTP is the client used; nil means a client with its own transport.
 	HTTP *http.Client
 	// Now is the clock that stamps FetchedAt; nil means time.Now.
 	Now func() time.Time
+
+	mu              sync.Mutex
+	unusedToken     Token
+	unusedTokenFrom time.Time
 }
 
 // Token is an access token and how long the vendor said it lives.
@@ -71,10 +86,10 @@ type Token struct {
 // never call it concurrently for one app id.
 func (c *Client) FetchToken(ctx context.Context) (Token, error) {
 	q := url.Values{}
-	q.Set("app_id", c.AppID)
+	q.Set(c.appIDParam(), c.AppID)
 	q.Set("secret", c.Secret)
 	q.Set("grant_type", "client_credential")
-	q.Set("version", c.Version)
+	q.Set("version", OAuthVersion)
 	body, err := c.get(ctx, "/api/oauth2/access_token", q, "access_token")
 	if err != nil {
 		return Token{}, err
@@ -85,10 +100,10 @@ func (c *Client) FetchToken(ctx context.Context) (Token, error) {
 // FetchTicket asks for a SIGN ticket issued by token.
 func (c *Client) FetchTicket(ctx context.Context, token string) (Ticket, error) {
 	q := url.Values{}
-	q.Set("app_id", c.AppID)
+	q.Set(c.appIDParam(), c.AppID)
 	q.Set("access_token", token)
 	q.Set("type", "SIGN")
-	q.Set("version", c.Version)
+	q.Set("version", OAuthVersion)
 	body, err := c.get(ctx, "/api/oauth2/api_ticket", q, "api_ticket")
 	if err != nil {
 		return Ticket{}, err
@@ -98,23 +113,66 @@ func (c *Client) FetchTicket(ctx context.Context, token string) (Ticket, error) 
 
 // Fetch gets a new access token and a SIGN ticket from it. The ticket's
 // lifetime is the shorter of the two, counted from before the token call.
+//
+// When the token call succeeds and the ticket call fails, the vendor has
+// already doomed the previous token and its tickets: the error comes with
+// a Ticket whose OldTokenSupersededAt says since when, and the new token is
+// kept for the next Fetch, which asks only for a ticket.
 func (c *Client) Fetch(ctx context.Context) (Ticket, error) {
 	started := c.now()
-	token, err := c.FetchToken(ctx)
-	if err != nil {
-		return Ticket{}, err
+	token, tokenFrom, reused := c.takeUnusedToken(started)
+	if !reused {
+		fresh, err := c.FetchToken(ctx)
+		if err != nil {
+			return Ticket{}, err
+		}
+		token = fresh
+		tokenFrom = started
 	}
 	ticket, err := c.FetchTicket(ctx, token.Value)
 	if err != nil {
-		return Ticket{}, err
+		c.keepUnusedToken(token, tokenFrom)
+		var failed Ticket
+		failed.OldTokenSupersededAt = tokenFrom
+		return failed, err
 	}
-	lifetime := ticket.Lifetime
+	// Counted from the token's fetch: the ticket ends with its token or at
+	// its own expire_in from the ticket call, whichever comes first.
+	lifetime := started.Sub(tokenFrom) + ticket.Lifetime
 	if token.Lifetime < lifetime {
 		lifetime = token.Lifetime
 	}
 	ticket.Lifetime = lifetime
-	ticket.FetchedAt = started
+	ticket.FetchedAt = tokenFrom
 	return ticket, nil
+}
+
+// takeUnusedToken returns a token kept from a failed ticket call if it
+// still has at least a minute to live.
+func (c *Client) takeUnusedToken(now time.Time) (Token, time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	token := c.unusedToken
+	from := c.unusedTokenFrom
+	c.unusedToken = Token{}
+	if token.Value == "" || now.Sub(from) > token.Lifetime-time.Minute {
+		return Token{}, time.Time{}, false
+	}
+	return token, from, true
+}
+
+func (c *Client) keepUnusedToken(token Token, from time.Time) {
+	c.mu.Lock()
+	c.unusedToken = token
+	c.unusedTokenFrom = from
+	c.mu.Unlock()
+}
+
+func (c *Client) appIDParam() string {
+	if c.AppIDParam != "" {
+		return c.AppIDParam
+	}
+	return DefaultAppIDParam
 }
 
 func (c *Client) now() time.Time {

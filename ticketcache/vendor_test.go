@@ -21,7 +21,7 @@ func newVendor(t *testing.T) (*faceidtest.Server, *Client) {
 	emu := faceidtest.NewServer()
 	t.Cleanup(emu.Close)
 	emu.AddApp(testAppID, testSecret)
-	return emu, &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: 2 * time.Second}
+	return emu, &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Timeout: 2 * time.Second}
 }
 
 func TestClientFetch(t *testing.T) {
@@ -127,7 +127,7 @@ func TestClientConnectionRefused(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	client := &Client{Endpoint: "http://" + addr, AppID: testAppID, Secret: testSecret, Version: "1.0.0", Timeout: time.Second}
+	client := &Client{Endpoint: "http://" + addr, AppID: testAppID, Secret: testSecret, Timeout: time.Second}
 	_, err = client.Fetch(context.Background())
 	if !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("err = %v, want ErrUnreachable", err)
@@ -233,4 +233,37 @@ func FuzzParseTicketResponse(f *testing.F) {
 			t.Fatalf("accepted %q as %+v", body, tk)
 		}
 	})
+}
+
+// TestTicketFailureAfterNewTokenKeepsTheToken: the token call succeeds and
+// the ticket call fails. The old token dies a minute later anyway, so the
+// error says since when, and the retry asks for a ticket with the new token
+// instead of killing it with another.
+func TestTicketFailureAfterNewTokenKeepsTheToken(t *testing.T) {
+	emu, client := newVendor(t)
+	emu.SetFault(faceidtest.TicketEndpoint, faceidtest.Fault{Status: 502, Times: 1})
+	before := time.Now()
+	failed, err := client.Fetch(context.Background())
+	if !errors.Is(err, ErrUnreachable) || failed.OldTokenSupersededAt.Before(before) {
+		t.Fatalf("Fetch = %+v, %v; want the failure with OldTokenSupersededAt", failed, err)
+	}
+	ticket, err := client.Fetch(context.Background())
+	if err != nil || ticket.Value == "" {
+		t.Fatal(err)
+	}
+	if emu.TokenCalls() != 1 || emu.TicketCalls() != 2 {
+		t.Fatalf("token calls %d ticket calls %d; want 1 and 2", emu.TokenCalls(), emu.TicketCalls())
+	}
+	if ticket.FetchedAt.After(failed.OldTokenSupersededAt) {
+		t.Fatal("the ticket's lifetime must count from its token's fetch")
+	}
+}
+
+func TestOAuthCallsUseFixedVersionAndConfiguredAppIDParam(t *testing.T) {
+	emu, client := newVendor(t)
+	client.AppIDParam = "appId"
+	if _, err := client.Fetch(context.Background()); err != nil {
+		t.Fatalf("with appId as the parameter name: %v", err)
+	}
+	_ = emu
 }
