@@ -35,6 +35,9 @@ type Signer struct {
 
 	// head opens every signed body: {"appId":...,"version":..., computed once.
 	head string
+	// fastPath: the recipe is a POST API that signs only the order number
+	// and returns no files unless asked (see fastpath.go).
+	fastPath bool
 }
 
 // New validates the configuration and returns the middleware. It does no
@@ -89,6 +92,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		tickets:  tickets,
 		log:      log,
 		counts:   countersFor(name),
+		fastPath: s.signsOrderOnly && s.recipe.Method == http.MethodPost && !s.recipe.AlwaysFiles,
 		head:     "{" + string(jsonString(s.recipe.AppIDField)) + ":" + string(jsonString(s.appID)) + "," + string(jsonString(s.recipe.VersionField)) + ":" + string(jsonString(s.version)) + ",",
 	}, nil
 }
@@ -100,6 +104,16 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // a microsecond under yaegi, and work done inside one standard library call
 // costs native time. Keep it short.
 func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	if m.fastPath && req.Method == http.MethodPost && m.settings.statusPath == "" {
+		serveFast(m, rw, req)
+		return
+	}
+	m.serveGeneral(rw, req)
+}
+
+// serveGeneral handles every request the fast path does not: the status
+// path, wrong methods, GET APIs, and the full rules for POST APIs.
+func (m *Signer) serveGeneral(rw http.ResponseWriter, req *http.Request) {
 	if m.settings.statusPath != "" && isStatusPath(req.URL.Path, m.settings.statusPath) {
 		m.serveStatus(rw, req)
 		return
@@ -118,6 +132,12 @@ func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		m.reject(rw, rej)
 		return
 	}
+	m.serveFields(rw, req, body, fields)
+}
+
+// serveFields signs and forwards a POST API request whose body has been
+// read and decoded.
+func (m *Signer) serveFields(rw http.ResponseWriter, req *http.Request, body []byte, fields map[string]json.RawMessage) {
 	var call signedCall
 	if rej := m.prepare(&call, body, fields); rej != nil {
 		m.reject(rw, rej)
@@ -155,14 +175,11 @@ func (m *Signer) serveQueryAPI(rw http.ResponseWriter, req *http.Request) {
 func (m *Signer) signAndForward(rw http.ResponseWriter, req *http.Request, call *signedCall) {
 	ticket, err := m.tickets.Value(req.Context())
 	if err != nil {
-		if req.Context().Err() != nil {
-			return // the app gave up: nobody to answer, and not the vendor's fault
-		}
-		m.ticketUnavailable(rw, err)
+		m.ticketUnavailable(rw, req, err)
 		return
 	}
 	m.sign(req, call, ticket)
-	m.counts.addSigned()
+	m.counts.signed.Add(1)
 	switch {
 	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0 || !m.settings.recipe.PollsMedia):
 		m.next.ServeHTTP(rw, req)
@@ -345,7 +362,10 @@ func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, cal
 
 // ticketUnavailable answers when no ticket can be had: 504 when the vendor
 // timed out, 503 while backing off, 502 for anything the vendor said.
-func (m *Signer) ticketUnavailable(rw http.ResponseWriter, err error) {
+func (m *Signer) ticketUnavailable(rw http.ResponseWriter, req *http.Request, err error) {
+	if req.Context().Err() != nil {
+		return // the app gave up: nobody to answer, and not the vendor's fault
+	}
 	status, code := ticketErrorStatus(err)
 	rw.Header().Set("Retry-After", strconv.Itoa(m.tickets.RetryAfterSeconds()))
 	m.reject(rw, &rejection{status: status, code: code, msg: "cannot get a SIGN ticket from FaceID: " + err.Error()})

@@ -45,29 +45,37 @@ func badRequest(code, msg string) *rejection {
 
 // readJSONObject reads the request body, at most limit bytes, as a JSON
 // object whose values are kept raw so that fields the plugin does not know
-// pass through unchanged. It also returns the body itself.
+// pass through unchanged. It also returns the body itself. (The rejections
+// are built by functions of their own: see fastpath.go on why.)
 func readJSONObject(req *http.Request, limit int64) ([]byte, map[string]json.RawMessage, *rejection) {
-	if req.ContentLength > limit {
-		return nil, nil, bodyTooLarge(limit)
-	}
-	if req.Body == nil {
-		return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
+	if req.ContentLength > limit || req.Body == nil {
+		return nil, nil, bodyRejection(req.Body == nil, limit)
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
-	if err != nil {
-		return nil, nil, badRequest(codeBadJSON, "cannot read the request body")
-	}
-	if int64(len(body)) > limit {
-		return nil, nil, bodyTooLarge(limit)
+	if err != nil || int64(len(body)) > limit {
+		return nil, nil, bodyRejection(err != nil, limit)
 	}
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(body, &fields); err != nil || fields == nil {
-		if len(bytes.TrimSpace(body)) == 0 {
-			return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
-		}
-		return nil, nil, badRequest(codeBadJSON, "request body must be a JSON object")
+	if json.Unmarshal(body, &fields) != nil || fields == nil {
+		return nil, nil, notAnObject(body)
 	}
 	return body, fields, nil
+}
+
+// bodyRejection answers a body that is missing or unreadable (unreadable
+// true), or larger than limit.
+func bodyRejection(unreadable bool, limit int64) *rejection {
+	if unreadable {
+		return badRequest(codeBadJSON, "request body must be a JSON object; it is empty or cannot be read")
+	}
+	return bodyTooLarge(limit)
+}
+
+func notAnObject(body []byte) *rejection {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest(codeBadJSON, "request body must be a JSON object; it is empty")
+	}
+	return badRequest(codeBadJSON, "request body must be a JSON object")
 }
 
 func bodyTooLarge(limit int64) *rejection {

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,8 +15,9 @@ import (
 // name for the life of the process, so that a configuration reload does not
 // reset them (Prometheus would see a counter reset).
 type counters struct {
+	signed atomic.Int64 // the one counter on the hot path: no lock
+
 	mu           sync.Mutex
-	signed       int64
 	rejected     map[string]int64 // by the plugin's error code
 	vendorErrors map[string]int64 // by vendor code, for answers other than "0" the plugin inspected
 	retries      map[string]int64 // by reason: stale ticket, media missing
@@ -38,12 +40,6 @@ func countersFor(name string) *counters {
 	return c
 }
 
-func (c *counters) addSigned() {
-	c.mu.Lock()
-	c.signed++
-	c.mu.Unlock()
-}
-
 func (c *counters) add(m map[string]int64, key string) {
 	c.mu.Lock()
 	m[key]++
@@ -54,7 +50,7 @@ func (c *counters) add(m map[string]int64, key string) {
 func (c *counters) snapshot() (int64, map[string]int64, map[string]int64, map[string]int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.signed, copyCounts(c.rejected), copyCounts(c.vendorErrors), copyCounts(c.retries)
+	return c.signed.Load(), copyCounts(c.rejected), copyCounts(c.vendorErrors), copyCounts(c.retries)
 }
 
 func copyCounts(m map[string]int64) map[string]int64 {

@@ -237,6 +237,12 @@ func (c *Cache) Get(ctx context.Context) (Ticket, error) {
 // fields under the lock, which matters under yaegi, where copying a struct
 // costs far more than in compiled Go.
 func (c *Cache) Value(ctx context.Context) (string, error) {
+	return Value(c, ctx)
+}
+
+// Value is Cache.Value as a plain function, for the plugin's hot path:
+// under yaegi, a method call costs about 2 µs more than a function call.
+func Value(c *Cache, ctx context.Context) (string, error) {
 	now := c.now().UnixNano()
 	c.mu.Lock()
 	if now < c.hotUntil {
