@@ -92,3 +92,34 @@ func FuzzServeHTTP(f *testing.F) {
 		}
 	})
 }
+
+// TestFastAndGeneralPathsAgree: a body the fast path signs and the same body
+// with a field the gateway owns (which sends it down the general path) are
+// forwarded alike, both correctly signed.
+func TestFastAndGeneralPathsAgree(t *testing.T) {
+	g := newGateway(t, nil)
+	for _, body := range []string{
+		`{"orderNo":"` + testOrder + `","x":{"y":[1,"2"]},"getFile":"0"}`,
+		`{"orderNo":"` + testOrder + `","x":{"y":[1,"2"]},"getFile":"0","sign":"junk","appId":"OTHER"}`,
+	} {
+		if a := g.do(t, http.MethodPost, body, nil); a.body["code"] != "0" {
+			t.Fatalf("%s: %s", body, a.raw)
+		}
+	}
+	reqs := g.emu.Requests()
+	var forwarded []map[string]any
+	for _, r := range reqs {
+		var m map[string]any
+		if err := json.Unmarshal(r.Body, &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, "nonce")
+		delete(m, "sign")
+		forwarded = append(forwarded, m)
+	}
+	a, _ := json.Marshal(forwarded[0])
+	b, _ := json.Marshal(forwarded[1])
+	if len(reqs) != 2 || !bytes.Equal(a, b) || reqs[0].RawQuery != reqs[1].RawQuery {
+		t.Fatalf("fast path sent %s, general path %s", a, b)
+	}
+}
