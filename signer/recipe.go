@@ -63,7 +63,7 @@ var recipes = map[string]*Recipe{
 	"queryphotoinfo":    withFilesAlways(postRecipe("queryphotoinfo", "/api/v2/base/queryphotoinfo", "orderNo")),
 	"getWillFaceResult": withMediaPolling(postRecipe("getWillFaceResult", "/api/server/getWillFaceResult", "orderNo")),
 	"getfaceid":         withRequired(postRecipe("getfaceid", "/api/server/getfaceid", "userId"), "orderNo"),
-	"geth5faceid": withoutNonce(postRecipe("geth5faceid", "/api/server/h5/geth5faceid", "orderNo", "name", "idNo", "userId")),
+	"geth5faceid":       withoutNonce(postRecipe("geth5faceid", "/api/server/h5/geth5faceid", "orderNo", "name", "idNo", "userId")),
 	"getOcrResult": {
 		API: "getOcrResult", Method: "GET", Path: "/api/server/getOcrResult",
 		AppIDField: "app_id", VersionField: "version", NonceField: "nonce", SignField: "sign",
