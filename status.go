@@ -40,8 +40,16 @@ func countersFor(name string) *counters {
 	return c
 }
 
+// maxCounterKeys bounds the distinct keys of one counter map (vendor codes
+// come from the upstream): further keys are counted as "other", so that
+// memory and the metrics' label values stay bounded.
+const maxCounterKeys = 64
+
 func (c *counters) add(m map[string]int64, key string) {
 	c.mu.Lock()
+	if _, seen := m[key]; !seen && len(m) >= maxCounterKeys {
+		key = "other"
+	}
 	m[key]++
 	c.mu.Unlock()
 }

@@ -78,3 +78,14 @@ func TestStatusPathOffByDefault(t *testing.T) {
 	}
 	_ = faceidtest.CodeOK
 }
+
+func TestCounterKeysAreBounded(t *testing.T) {
+	c := countersFor("TestCounterKeysAreBounded")
+	for i := 0; i < 200; i++ {
+		c.add(c.vendorErrors, "code"+strings.Repeat("x", i%100)+string(rune('a'+i%26)))
+	}
+	_, _, vendorErrors, _ := c.snapshot()
+	if len(vendorErrors) > maxCounterKeys+1 || vendorErrors["other"] == 0 {
+		t.Fatalf("%d keys, other=%d", len(vendorErrors), vendorErrors["other"])
+	}
+}
