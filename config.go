@@ -270,6 +270,9 @@ func parseConfig(cfg *Config) (*settings, error) {
 func parseRedisSettings(cfg *Config) (*redisSettings, error) {
 	address := strings.TrimSpace(cfg.RedisAddress)
 	if address == "" {
+		if cfg.RedisPassword != "" || cfg.RedisPasswordFile != "" || cfg.RedisUsername != "" || cfg.RedisDB != 0 || cfg.RedisTLS {
+			return nil, configError("redisAddress", "is required when other redis settings are set (an empty redisAddress means no shared store)")
+		}
 		return nil, nil
 	}
 	if _, port, err := net.SplitHostPort(address); err != nil || port == "" {
@@ -286,9 +289,15 @@ func parseRedisSettings(cfg *Config) (*redisSettings, error) {
 	if r.db < 0 || r.db > 1000 {
 		return nil, configError("redisDB", "must be between 0 and 1000")
 	}
+	if r.username != "" && r.password == "" {
+		return nil, configError("redisUsername", "needs redisPassword or redisPasswordFile (Redis ACL users authenticate with a password)")
+	}
 	r.keyPrefix = cfg.RedisKeyPrefix
 	if r.keyPrefix == "" {
 		r.keyPrefix = DefaultRedisKeyPrefix
+	}
+	if len(r.keyPrefix) > 100 || strings.ContainsAny(r.keyPrefix, " \t\r\n") {
+		return nil, configError("redisKeyPrefix", "must be at most 100 characters without spaces")
 	}
 	timeout, err := parseDuration("redisTimeout", cfg.RedisTimeout, DefaultRedisTimeout, time.Millisecond, 30*time.Second)
 	if err != nil {
@@ -327,7 +336,7 @@ func parseRetrySettings(cfg *Config, s *settings) error {
 			return configError("retryCodes", fmt.Sprintf("%q is not a vendor error code (letters or digits)", code))
 		}
 		if resultCodes[code] {
-			return configError("retryCodes", fmt.Sprintf("%q is a verification result, not a ticket problem: a new ticket cannot change it (SPEC.md section 6)", code))
+			return configError("retryCodes", fmt.Sprintf("%q is a verification result code (0, 66660011, 66660016, 66660017, 66660018, 400604), not a ticket problem: a new ticket cannot change it", code))
 		}
 		s.retryCodes = append(s.retryCodes, []byte(code))
 	}

@@ -424,3 +424,23 @@ func TestSecretChangeDropsTicket(t *testing.T) {
 		t.Fatalf("after secret change: %s (token calls %d)", rec.Body.String(), g.emu.TokenCalls())
 	}
 }
+
+func TestRedisSettingsNeedAnAddress(t *testing.T) {
+	for name, mutate := range map[string]func(*Config){
+		"password without address": func(c *Config) { c.RedisPassword = "p" },
+		"tls without address":      func(c *Config) { c.RedisTLS = true },
+		"username without password": func(c *Config) {
+			c.RedisAddress = "127.0.0.1:6379"
+			c.RedisUsername = "u"
+		},
+		"prefix with space": func(c *Config) { c.RedisAddress = "127.0.0.1:6379"; c.RedisKeyPrefix = "a b" },
+	} {
+		cfg := CreateConfig()
+		cfg.AppID = testAppID
+		cfg.Secret = testSecret
+		mutate(cfg)
+		if _, err := New(context.Background(), http.NotFoundHandler(), cfg, "t"); err == nil || !strings.Contains(err.Error(), "redis") {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
