@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,7 +35,10 @@ type gateway struct {
 	srv       *httptest.Server
 	forwarded atomic.Int64
 	logs      *syncBuffer
+	name      string
 }
+
+var gatewaySeq atomic.Int64
 
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -73,7 +77,8 @@ func newGateway(t *testing.T, configure func(*Config)) *gateway {
 	if configure != nil {
 		configure(cfg)
 	}
-	h, err := New(context.Background(), next, cfg, t.Name())
+	g.name = t.Name() + "#" + strconv.FormatInt(gatewaySeq.Add(1), 10) // counters are per name, process-wide
+	h, err := New(context.Background(), next, cfg, g.name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,13 +48,14 @@ func TestStatusPath(t *testing.T) {
 	assertNoLeak(t, g.emu, "status", body)
 
 	status, text := getStatus(t, g, "/faceid/status/metrics")
+	label := `{middleware="` + g.name + `",app_id="IDAXXXXX"`
 	for _, want := range []string{
 		"# TYPE faceidsigner_signed_total counter",
-		`faceidsigner_signed_total{middleware="TestStatusPath",app_id="IDAXXXXX"} 3`,
-		`faceidsigner_rejected_total{middleware="TestStatusPath",app_id="IDAXXXXX",code="FACEIDSIGNER_BAD_FIELD"} 1`,
-		`faceidsigner_vendor_errors_total{middleware="TestStatusPath",app_id="IDAXXXXX",code="66660011"} 1`,
-		`faceidsigner_retries_total{middleware="TestStatusPath",app_id="IDAXXXXX",reason="stale ticket"} 1`,
-		`faceidsigner_ticket_valid{middleware="TestStatusPath",app_id="IDAXXXXX"} 1`,
+		"faceidsigner_signed_total" + label + "} 3",
+		"faceidsigner_rejected_total" + label + `,code="FACEIDSIGNER_BAD_FIELD"} 1`,
+		"faceidsigner_vendor_errors_total" + label + `,code="66660011"} 1`,
+		"faceidsigner_retries_total" + label + `,reason="stale ticket"} 1`,
+		"faceidsigner_ticket_valid" + label + "} 1",
 	} {
 		if status != 200 || !strings.Contains(text, want) {
 			t.Errorf("metrics lack %q:\n%s", want, text)
