@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -49,13 +50,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	}
 	log := newEventLog(s.logLevel, name)
 
-	vendor := &ticketcache.Client{
-		Endpoint:   s.endpoint,
-		AppID:      s.appID,
-		Secret:     s.secret,
-		AppIDParam: s.oauthAppIDParam,
-		Timeout:    s.timeout,
-	}
+	vendor := vendorClient(s)
 	cacheSettings := ticketcache.Settings{
 		RefreshInterval:   s.refreshInterval,
 		FetchTimeout:      fetchTimeout(s),
@@ -363,7 +358,7 @@ func (m *Signer) forwardInspected(rw http.ResponseWriter, req *http.Request, cal
 // ticketUnavailable answers when no ticket can be had: 504 when the vendor
 // timed out, 503 while backing off, 502 for anything the vendor said.
 func (m *Signer) ticketUnavailable(rw http.ResponseWriter, req *http.Request, err error) {
-	if req.Context().Err() != nil {
+	if errors.Is(req.Context().Err(), context.Canceled) {
 		return // the app gave up: nobody to answer, and not the vendor's fault
 	}
 	status, code := ticketErrorStatus(err)

@@ -14,15 +14,17 @@ import (
 	"github.com/kycgate/faceidsigner/ticketcache"
 )
 
-// Process-wide state of the shared-store mode: one Redis client per server
-// and settings, so that configuration reloads do not open new connection
-// pools. (A reload that changes the Redis settings leaves the old client and
-// its idle connections in place; such reloads are rare.)
+// Process-wide clients: one vendor client per credentials and one Redis
+// client per server and settings, so that configuration reloads keep their
+// state and do not open new connection pools. (A reload that changes these
+// settings leaves the old client in the map; such reloads are rare.)
 var (
-	redisMu      sync.Mutex
-	redisClients = map[string]*redisclient.Client{}
-	replicaOnce  sync.Once
-	replicaID    string
+	vendorMu      sync.Mutex
+	vendorClients = map[string]*ticketcache.Client{}
+	redisMu       sync.Mutex
+	redisClients  = map[string]*redisclient.Client{}
+	replicaOnce   sync.Once
+	replicaID     string
 )
 
 // replica returns a random identifier of this Traefik process, used as the
@@ -32,6 +34,27 @@ func replica() string {
 		replicaID = uuid.NewString()
 	})
 	return replicaID
+}
+
+// vendorClient returns the process-wide vendor client for s's credentials,
+// so that a token kept after a failed ticket call survives configuration
+// reloads (New runs again on every reload).
+func vendorClient(s *settings) *ticketcache.Client {
+	key := s.identity() + "\n" + s.oauthAppIDParam + "\n" + s.timeout.String()
+	vendorMu.Lock()
+	defer vendorMu.Unlock()
+	client, ok := vendorClients[key]
+	if !ok {
+		client = &ticketcache.Client{
+			Endpoint:   s.endpoint,
+			AppID:      s.appID,
+			Secret:     s.secret,
+			AppIDParam: s.oauthAppIDParam,
+			Timeout:    s.timeout,
+		}
+		vendorClients[key] = client
+	}
+	return client
 }
 
 // redisClient returns the process-wide client for r.

@@ -396,11 +396,22 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 		if c.current.Value != "" && now.Before(c.expiresAt) {
 			c.has = true
 			c.setHotLocked()
+			// Requests that waited for this refresh get the ticket too.
+			f.ticket = c.current
+			f.err = nil
 		}
 		return
 	}
 	c.stats.LastRefresh = now
 	if err != nil {
+		if errors.Is(err, ErrStoreUnavailable) && c.has {
+			// The shared store cannot be checked: keep serving the ticket
+			// to its own expiry, not to its overdue check time.
+			unchecked := c.current
+			unchecked.CheckAt = time.Time{}
+			expiresAt, _ := schedule(unchecked, c.settings.RefreshInterval)
+			c.expiresAt = expiresAt
+		}
 		if !ticket.OldTokenSupersededAt.IsZero() {
 			if dies := ticket.OldTokenSupersededAt.Add(supersededGrace); dies.Before(c.expiresAt) {
 				c.expiresAt = dies
@@ -454,9 +465,10 @@ func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt tim
 		refreshAt = early
 	}
 	if !t.CheckAt.IsZero() {
-		if t.CheckAt.Before(refreshAt) {
-			refreshAt = t.CheckAt
-		}
+		// A shared store decides when its record is due: come back at
+		// CheckAt, not earlier (an already due record that another replica
+		// is renewing would otherwise send every request to the store).
+		refreshAt = t.CheckAt
 		if overdue := t.CheckAt.Add(maxCheckOverdue); overdue.Before(expiresAt) {
 			expiresAt = overdue
 		}

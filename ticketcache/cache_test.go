@@ -346,3 +346,40 @@ func TestNewTokenWithoutTicketShortensTheOldTicket(t *testing.T) {
 	}
 	_ = f
 }
+
+func TestWaitersOfARateLimitedForcedRefreshGetTheTicket(t *testing.T) {
+	c, f, _ := newTestCache(time.Hour, Settings{})
+	first, _ := c.Get(context.Background())
+	f.gate = make(chan struct{})
+	c.Configure("id-1", func(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
+		<-f.gate
+		return Ticket{}, ErrForcedTooSoon
+	}, Settings{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.Invalidate(context.Background(), first.Value)
+		done <- err
+	}()
+	waitFor(t, "the forced refresh to start", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.flight != nil
+	})
+	waiter := make(chan string, 1)
+	go func() {
+		tk, err := c.Get(context.Background())
+		if err != nil {
+			waiter <- err.Error()
+			return
+		}
+		waiter <- tk.Value
+	}()
+	time.Sleep(20 * time.Millisecond)
+	close(f.gate)
+	if err := <-done; !errors.Is(err, ErrForcedTooSoon) {
+		t.Fatalf("Invalidate: %v", err)
+	}
+	if got := <-waiter; got != first.Value {
+		t.Fatalf("a request waiting on the refresh got %q", got)
+	}
+}

@@ -372,3 +372,83 @@ func containsAll(s string, subs ...string) bool {
 	}
 	return true
 }
+
+// TestSharedOutageKeepsServingTheValidTicket: with Redis down, the store
+// cannot be checked, but the ticket (valid for an hour) is served to its
+// own expiry: no 503s and no local token fetches while it lasts.
+func TestSharedOutageKeepsServingTheValidTicket(t *testing.T) {
+	for _, local := range []bool{true, false} {
+		srv := redistest.Start(t)
+		rs := newCluster(t, clusterOptions{replicas: 1, addr: srv.Addr(), refreshInterval: 20 * time.Minute, checkInterval: 10 * time.Second, fetchLocally: local})
+		clock := newFakeClock()
+		c := New(clock.Now)
+		sh := rs.shared[0]
+		sh.Now = clock.Now
+		c.Configure("outage", sh.Fetch, Settings{RefreshInterval: 20 * time.Minute, MinBackoff: time.Second, MaxBackoff: 10 * time.Second})
+		first, err := c.Get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Kill()
+		for i := 0; i < 30; i++ { // five minutes
+			clock.Advance(10 * time.Second)
+			failures := c.Stats().Failures
+			tk, err := c.Get(context.Background())
+			if err != nil || tk.Value != first.Value {
+				t.Fatalf("local=%v, %ds into the outage: %q %v", local, (i+1)*10, tk.Value, err)
+			}
+			waitFor(t, "the failed check", func() bool { return c.Stats().Failures > failures })
+		}
+		if n := rs.emu.TokenCalls(); n != 1 {
+			t.Fatalf("local=%v: %d token calls during the outage, want none beyond the first", local, n-1)
+		}
+	}
+}
+
+// countingStore counts the record reads of a real store.
+type countingStore struct {
+	Store
+	gets atomic.Int64
+}
+
+func (s *countingStore) Get(ctx context.Context, key string) (string, bool, error) {
+	s.gets.Add(1)
+	return s.Store.Get(ctx, key)
+}
+
+// TestSharedDueRecordBeingRenewedIsNotPolledPerRequest: while another
+// replica holds the lease to renew a due record, requests are served from
+// the copy and the store is read again only at the poll interval.
+func TestSharedDueRecordBeingRenewedIsNotPolledPerRequest(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 1, refreshInterval: 20 * time.Minute, checkInterval: time.Second})
+	clock := newFakeClock()
+	c := New(clock.Now)
+	sh := rs.shared[0]
+	sh.Now = clock.Now
+	store := &countingStore{Store: sh.Store}
+	sh.Store = store
+	vendor := &Client{Endpoint: rs.emu.URL, AppID: testAppID, Secret: testSecret, Timeout: time.Second, Now: clock.Now}
+	sh.Vendor = vendor.Fetch
+	c.Configure("due", sh.Fetch, Settings{RefreshInterval: 20 * time.Minute})
+	first, err := c.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(21 * time.Minute) // the record is due
+	if _, err := redistest.Do(redistest.Shared(t), "SET", rs.prefix+":lease", "another-replica", "PX", "60000"); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = c.Get(context.Background()) // starts one check, which finds the lease taken
+	waitFor(t, "the check", func() bool { return store.gets.Load() == 3 })
+	time.Sleep(20 * time.Millisecond)
+	for i := 0; i < 200; i++ {
+		tk, err := c.Get(context.Background())
+		if err != nil || tk.Value != first.Value {
+			t.Fatalf("while another replica renews: %v", err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := store.gets.Load(); n != 3 {
+		t.Fatalf("%d record reads for 200 requests within one poll interval, want 3 (two for the first fetch, one check)", n)
+	}
+}

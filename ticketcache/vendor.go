@@ -131,7 +131,11 @@ func (c *Client) Fetch(ctx context.Context) (Ticket, error) {
 	}
 	ticket, err := c.FetchTicket(ctx, token.Value)
 	if err != nil {
-		c.keepUnusedToken(token, tokenFrom)
+		// Keep the token for the retry only when the failure was on the
+		// way (timeout, unreachable): a refused token is dead.
+		if errors.Is(err, ErrTimeout) || errors.Is(err, ErrUnreachable) {
+			c.keepUnusedToken(token, tokenFrom)
+		}
 		var failed Ticket
 		failed.OldTokenSupersededAt = tokenFrom
 		return failed, err

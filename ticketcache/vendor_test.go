@@ -267,3 +267,17 @@ func TestOAuthCallsUseFixedVersionAndConfiguredAppIDParam(t *testing.T) {
 	}
 	_ = emu
 }
+
+func TestRefusedTokenIsNotKept(t *testing.T) {
+	emu, client := newVendor(t)
+	emu.SetFault(faceidtest.TicketEndpoint, faceidtest.Fault{Code: "400103", Msg: "token invalid", Times: 1})
+	if _, err := client.Fetch(context.Background()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("err = %v", err)
+	}
+	if _, err := client.Fetch(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if emu.TokenCalls() != 2 {
+		t.Fatalf("token calls %d: a refused token must not be reused", emu.TokenCalls())
+	}
+}
