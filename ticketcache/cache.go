@@ -266,7 +266,11 @@ func (c *Cache) setHotLocked() {
 		return
 	}
 	c.hotValue = c.current.Value
-	c.hotUntil = c.refreshAt.UnixNano()
+	until := c.refreshAt
+	if c.expiresAt.Before(until) {
+		until = c.expiresAt
+	}
+	c.hotUntil = until.UnixNano()
 }
 
 // Invalidate is called when the vendor rejected a request signed with the
