@@ -52,14 +52,9 @@ func serveFast(m *Signer, rw http.ResponseWriter, req *http.Request) {
 	rec := httptest.NewRecorder()
 	m.next.ServeHTTP(rec, req)
 	if !bytes.HasPrefix(rec.Body.Bytes(), successPrefix) {
-		rec = m.afterPlainAnswer(req, rec, orderNo, rest, ticket)
+		rec = m.afterHeldAnswer(req, rec, &signedCall{orderNo: orderNo, rest: rest}, ticket)
 	}
-	header := rw.Header()
-	for k, v := range rec.Header() {
-		header[k] = v
-	}
-	rw.WriteHeader(rec.Code)
-	_, _ = rw.Write(rec.Body.Bytes())
+	sendRecorded(rw, rec)
 }
 
 // plainOrderNo returns the request's order number when the fast path can
@@ -104,20 +99,4 @@ func signPlain(m *Signer, req *http.Request, orderNo, rest, ticket string) {
 	req.URL.RawPath = ""
 	req.URL.RawQuery = "orderNo=" + orderNo
 	req.RequestURI = path + "?orderNo=" + orderNo
-}
-
-// afterPlainAnswer handles an answer that does not start with code "0":
-// counts its code, and for a stale-ticket code refreshes the ticket and
-// retries once. It returns the answer to send.
-func (m *Signer) afterPlainAnswer(req *http.Request, rec *httptest.ResponseRecorder, orderNo, rest, ticket string) *httptest.ResponseRecorder {
-	if m.inspect(rec.Body.Bytes(), 0) == verdictStaleTicket {
-		if fresh, ok := m.refreshRejected(req, ticket); ok {
-			signPlain(m, req, orderNo, rest, fresh)
-			m.retried("stale ticket", 0)
-			rec = httptest.NewRecorder()
-			m.next.ServeHTTP(rec, req)
-		}
-	}
-	m.countVendorCode(rec.Body.Bytes())
-	return rec
 }

@@ -237,6 +237,11 @@ func (m *Signer) prepare(call *signedCall, body []byte, fields map[string]json.R
 // signature before the app's own fields, the recipe's path and ?orderNo=.
 func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 	r := m.settings.recipe
+	if call.values == nil && call.query == nil {
+		// An order-only POST API: the same signed request as the fast path.
+		signPlain(m, req, call.orderNo, call.rest, ticket)
+		return
+	}
 	// The answer may be inspected: it must arrive uncompressed (Go's
 	// transport then asks for gzip itself and decompresses it).
 	req.Header.Del("Accept-Encoding")
@@ -246,12 +251,11 @@ func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 		nonce, _ = signer.NewNonce() // crypto/rand.Read cannot fail since Go 1.24: it crashes instead
 		head = head + `"` + r.NonceField + `":"` + nonce + `",`
 	}
-	var sign string
-	if call.values == nil {
-		sign = signer.Sign(m.settings.appID, call.orderNo, m.settings.version, ticket, nonce)
-	} else {
-		sign = r.SignValues(call.values, m.settings.appID, m.settings.version, ticket, nonce)
+	values := call.values
+	if values == nil { // an order-only API called with GET
+		values = map[string]string{r.OrderField: call.orderNo}
 	}
+	sign := r.SignValues(values, m.settings.appID, m.settings.version, ticket, nonce)
 	if call.query != nil {
 		q := url.Values{}
 		for k, v := range call.query {
@@ -278,6 +282,17 @@ func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 func (m *Signer) forwardHeld(rw http.ResponseWriter, req *http.Request, call *signedCall, ticket string) {
 	rec := httptest.NewRecorder()
 	m.next.ServeHTTP(rec, req)
+	if !bytes.HasPrefix(rec.Body.Bytes(), successPrefix) {
+		rec = m.afterHeldAnswer(req, rec, call, ticket)
+	}
+	sendRecorded(rw, rec)
+}
+
+// afterHeldAnswer handles a held answer that does not start with code "0"
+// (the fast path and forwardHeld share it): for a stale-ticket code it
+// refreshes the ticket and retries once, re-signed; it counts the vendor
+// code. It returns the answer to send.
+func (m *Signer) afterHeldAnswer(req *http.Request, rec *httptest.ResponseRecorder, call *signedCall, ticket string) *httptest.ResponseRecorder {
 	if m.inspect(rec.Body.Bytes(), 0) == verdictStaleTicket {
 		if fresh, ok := m.refreshRejected(req, ticket); ok {
 			m.sign(req, call, fresh)
@@ -287,6 +302,11 @@ func (m *Signer) forwardHeld(rw http.ResponseWriter, req *http.Request, call *si
 		}
 	}
 	m.countVendorCode(rec.Body.Bytes())
+	return rec
+}
+
+// sendRecorded sends a recorded answer to the client.
+func sendRecorded(rw http.ResponseWriter, rec *httptest.ResponseRecorder) {
 	header := rw.Header()
 	for k, v := range rec.Header() {
 		header[k] = v
