@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/kycgate/faceidsigner/faceidtest"
 )
@@ -72,5 +73,26 @@ func TestMalformedVendorAnswersUnderYaegi(t *testing.T) {
 			t.Errorf("%s: %s", c.name, a.raw)
 		}
 		assertNoLeak(t, emu, c.name, a.raw+p.Output().String())
+	}
+}
+
+// TestTicketFailureAfterTokenUnderYaegi: the token call succeeds, the ticket
+// call fails; the next attempt (after the backoff) reuses that token.
+func TestTicketFailureAfterTokenUnderYaegi(t *testing.T) {
+	p := loadPlugin(t)
+	emu := newEmulator(t)
+	emu.SetFault(faceidtest.TicketEndpoint, faceidtest.Fault{Status: 502, Times: 1})
+	h := newHandler(t, p, proxyTo(emu, nil), config(emu, nil), "token-kept")
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	if a := send(t, srv.URL, http.MethodPost, `{"orderNo":"`+order+`"}`); a.status != 502 {
+		t.Fatalf("first: %d %s", a.status, a.raw)
+	}
+	time.Sleep(1100 * time.Millisecond) // the first backoff is at most 1 s
+	if a := send(t, srv.URL, http.MethodPost, `{"orderNo":"`+order+`"}`); a.body["code"] != "0" {
+		t.Fatalf("after the backoff: %s", a.raw)
+	}
+	if emu.TokenCalls() != 1 || emu.TicketCalls() != 2 {
+		t.Fatalf("token calls %d ticket calls %d; want 1 and 2", emu.TokenCalls(), emu.TicketCalls())
 	}
 }
