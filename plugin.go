@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"github.com/kycgate/faceidsigner/signer"
 	"github.com/kycgate/faceidsigner/ticketcache"
@@ -36,9 +37,20 @@ type Signer struct {
 
 	// head opens every signed body: {"appId":...,"version":..., computed once.
 	head string
-	// fastPath: the recipe is a POST API that signs only the order number
-	// and returns no files unless asked (see fastpath.go).
-	fastPath bool
+	// The fast path (fastpath.go) reads only these fields of its own.
+	// fastBody matches the bodies it signs, of up to fastMaxBytes (0 when
+	// the recipe has no fast path); statusPaths are the paths it leaves to
+	// the status handler. bodyFormat is head followed by the nonce, the
+	// SHA-1 sum (%X: the sign) and the app's fields, for fmt.Fprintf. targetPrefix is the
+	// vendor path and "?orderNo=".
+	fastBody     *regexp.Regexp
+	fastMaxBytes int64
+	statusPaths  map[string]bool
+	appID        string
+	version      string
+	path         string
+	bodyFormat   string
+	targetPrefix string
 }
 
 // New validates the configuration and returns the middleware. It does no
@@ -80,30 +92,32 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 		"maxBodyBytes": s.maxBodyBytes, "secret": "[redacted]", "sharedStore": s.redis != nil,
 	})
 
-	return &Signer{
-		next:     next,
-		name:     name,
-		settings: s,
-		tickets:  tickets,
-		log:      log,
-		counts:   countersFor(name),
-		fastPath: s.signsOrderOnly && s.recipe.Method == http.MethodPost && !s.recipe.AlwaysFiles,
-		head:     "{" + string(jsonString(s.recipe.AppIDField)) + ":" + string(jsonString(s.appID)) + "," + string(jsonString(s.recipe.VersionField)) + ":" + string(jsonString(s.version)) + ",",
-	}, nil
-}
-
-// ServeHTTP validates the app's request, signs it and forwards it. Requests
-// that cannot be signed are answered here and never forwarded.
-//
-// This is the hot path and it runs interpreted: every statement costs about
-// a microsecond under yaegi, and work done inside one standard library call
-// costs native time. Keep it short.
-func (m *Signer) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	if m.fastPath && req.Method == http.MethodPost && m.settings.statusPath == "" {
-		serveFast(m, rw, req)
-		return
+	r := s.recipe
+	head := "{" + string(jsonString(r.AppIDField)) + ":" + string(jsonString(s.appID)) + "," + string(jsonString(r.VersionField)) + ":" + string(jsonString(s.version)) + ","
+	m := &Signer{
+		next:         next,
+		name:         name,
+		settings:     s,
+		tickets:      tickets,
+		log:          log,
+		counts:       countersFor(name),
+		head:         head,
+		statusPaths:  map[string]bool{},
+		appID:        s.appID,
+		version:      s.version,
+		path:         r.Path,
+		targetPrefix: r.Path + "?orderNo=",
 	}
-	m.serveGeneral(rw, req)
+	if s.signsOrderOnly && r.Method == http.MethodPost && !r.AlwaysFiles && r.NonceField != "" {
+		m.fastBody = fastBodyPattern(r.OrderField, r.FileField)
+		m.fastMaxBytes = s.maxBodyBytes
+	}
+	if s.statusPath != "" {
+		m.statusPaths[s.statusPath] = true
+		m.statusPaths[s.statusPath+"/metrics"] = true
+	}
+	m.bodyFormat = strings.ReplaceAll(head, "%", "%%") + string(jsonString(r.NonceField)) + `:"%s",` + string(jsonString(r.SignField)) + `:"%X",%s`
+	return m, nil
 }
 
 // serveGeneral handles every request the fast path does not: the status
@@ -122,7 +136,28 @@ func (m *Signer) serveGeneral(rw http.ResponseWriter, req *http.Request) {
 		m.serveQueryAPI(rw, req)
 		return
 	}
-	body, fields, rej := readJSONObject(req, m.settings.maxBodyBytes)
+	body, rej := readBody(req, m.settings.maxBodyBytes)
+	if rej != nil {
+		m.reject(rw, rej)
+		return
+	}
+	m.serveBody(rw, req, body)
+}
+
+// serveRead continues a request the fast path read but cannot sign: its
+// body could not be read (err), is not the fast path's shape, or no ticket
+// is ready.
+func (m *Signer) serveRead(rw http.ResponseWriter, req *http.Request, body []byte, err error) {
+	if err != nil {
+		m.reject(rw, bodyRejection(true, 0))
+		return
+	}
+	m.serveBody(rw, req, body)
+}
+
+// serveBody decodes a POST API request's body, then signs and forwards it.
+func (m *Signer) serveBody(rw http.ResponseWriter, req *http.Request, body []byte) {
+	fields, rej := decodeJSONObject(body)
 	if rej != nil {
 		m.reject(rw, rej)
 		return
@@ -179,7 +214,7 @@ func (m *Signer) signAndForward(rw http.ResponseWriter, req *http.Request, call 
 	case len(m.settings.retryCodes) == 0 && (call.media == 0 || m.settings.mediaRetries == 0 || !m.settings.recipe.PollsMedia):
 		m.next.ServeHTTP(rw, req)
 	case call.media == 0:
-		m.forwardHeld(rw, req, call, ticket)
+		forwardHeld(m, rw, req, call, ticket)
 	default:
 		m.forwardInspected(rw, req, call, ticket)
 	}
@@ -239,7 +274,7 @@ func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 	r := m.settings.recipe
 	if call.values == nil && call.query == nil {
 		// An order-only POST API: the same signed request as the fast path.
-		signPlain(m, req, call.orderNo, call.rest, ticket)
+		signOrderOnly(m, req, call, ticket)
 		return
 	}
 	// The answer may be inspected: it must arrive uncompressed (Go's
@@ -275,44 +310,29 @@ func (m *Signer) sign(req *http.Request, call *signedCall, ticket string) {
 	setTarget(req, r.Path, call.orderNo)
 }
 
-// forwardHeld forwards a request that asks for no files, whose answer is
-// small: the answer is recorded (by a compiled httptest.ResponseRecorder,
-// which costs far less under yaegi than an interpreted ResponseWriter),
-// checked for a stale-ticket code, retried once if so, then sent on.
-func (m *Signer) forwardHeld(rw http.ResponseWriter, req *http.Request, call *signedCall, ticket string) {
-	rec := httptest.NewRecorder()
-	m.next.ServeHTTP(rec, req)
-	if !bytes.HasPrefix(rec.Body.Bytes(), successPrefix) {
-		rec = m.afterHeldAnswer(req, rec, call, ticket)
-	}
-	sendRecorded(rw, rec)
-}
-
-// afterHeldAnswer handles a held answer that does not start with code "0"
-// (the fast path and forwardHeld share it): for a stale-ticket code it
-// refreshes the ticket and retries once, re-signed; it counts the vendor
+// afterHeldAnswer handles a held answer that does not start with code "0":
+// for a stale-ticket code it refreshes the ticket and retries once,
+// re-signed, into a new recorder over rw's headers as they were before the
+// first attempt (before, nil when there were none); it counts the vendor
 // code. It returns the answer to send.
-func (m *Signer) afterHeldAnswer(req *http.Request, rec *httptest.ResponseRecorder, call *signedCall, ticket string) *httptest.ResponseRecorder {
-	if m.inspect(rec.Body.Bytes(), 0) == verdictStaleTicket {
+func (m *Signer) afterHeldAnswer(rw http.ResponseWriter, req *http.Request, held *httptest.ResponseRecorder, before http.Header, call *signedCall, ticket string) *httptest.ResponseRecorder {
+	if m.inspect(held.Body.Bytes(), 0) == verdictStaleTicket {
 		if fresh, ok := m.refreshRejected(req, ticket); ok {
 			m.sign(req, call, fresh)
 			m.retried("stale ticket", 0)
-			rec = httptest.NewRecorder()
-			m.next.ServeHTTP(rec, req)
+			sent := rw.Header()
+			for k := range sent {
+				delete(sent, k)
+			}
+			for k, v := range before {
+				sent[k] = v
+			}
+			held = &httptest.ResponseRecorder{HeaderMap: sent, Body: new(bytes.Buffer), Code: http.StatusOK}
+			m.next.ServeHTTP(held, req)
 		}
 	}
-	m.countVendorCode(rec.Body.Bytes())
-	return rec
-}
-
-// sendRecorded sends a recorded answer to the client.
-func sendRecorded(rw http.ResponseWriter, rec *httptest.ResponseRecorder) {
-	header := rw.Header()
-	for k, v := range rec.Header() {
-		header[k] = v
-	}
-	rw.WriteHeader(rec.Code)
-	_, _ = rw.Write(rec.Body.Bytes())
+	m.countVendorCode(held.Body.Bytes())
+	return held
 }
 
 // refreshRejected replaces a ticket the vendor rejected, unless a forced

@@ -43,23 +43,26 @@ func badRequest(code, msg string) *rejection {
 	return &rejection{status: http.StatusBadRequest, code: code, msg: msg}
 }
 
-// readJSONObject reads the request body, at most limit bytes, as a JSON
-// object whose values are kept raw so that fields the plugin does not know
-// pass through unchanged. It also returns the body itself. (The rejections
-// are built by functions of their own: see fastpath.go on why.)
-func readJSONObject(req *http.Request, limit int64) ([]byte, map[string]json.RawMessage, *rejection) {
+// readBody reads the request body, at most limit bytes.
+func readBody(req *http.Request, limit int64) ([]byte, *rejection) {
 	if req.ContentLength > limit || req.Body == nil {
-		return nil, nil, bodyRejection(req.Body == nil, limit)
+		return nil, bodyRejection(req.Body == nil, limit)
 	}
 	body, err := io.ReadAll(io.LimitReader(req.Body, limit+1))
 	if err != nil || int64(len(body)) > limit {
-		return nil, nil, bodyRejection(err != nil, limit)
+		return nil, bodyRejection(err != nil, limit)
 	}
+	return body, nil
+}
+
+// decodeJSONObject reads body as a JSON object whose values are kept raw,
+// so that fields the plugin does not know pass through unchanged.
+func decodeJSONObject(body []byte) (map[string]json.RawMessage, *rejection) {
 	var fields map[string]json.RawMessage
 	if json.Unmarshal(body, &fields) != nil || fields == nil {
-		return nil, nil, notAnObject(body)
+		return nil, notAnObject(body)
 	}
-	return body, fields, nil
+	return fields, nil
 }
 
 // bodyRejection answers a body that is missing or unreadable (unreadable
@@ -168,9 +171,6 @@ func bodyRest(r *signer.Recipe, body []byte, fields map[string]json.RawMessage) 
 // setBody makes body the request's body, with a Content-Length.
 func setBody(req *http.Request, body string) {
 	req.Body = io.NopCloser(strings.NewReader(body))
-	req.GetBody = func() (io.ReadCloser, error) {
-		return io.NopCloser(strings.NewReader(body)), nil
-	}
 	req.ContentLength = int64(len(body))
 	req.TransferEncoding = nil
 	req.Header.Set("Content-Type", "application/json")
