@@ -68,7 +68,7 @@ echo "== machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | cut -d
 echo
 echo "== 1. CPU time per request inside the plugin (Go benchmarks)"
 gobench "$root" "$tmp/native.txt" . '^Benchmark(Sign|Passthrough)Native$'
-gobench "$root/e2e" "$tmp/yaegi.txt" ./pluginyaegi '^Benchmark(Sign|Passthrough)Yaegi$'
+gobench "$root/e2e" "$tmp/yaegi.txt" ./pluginyaegi '^Benchmark(Sign|SignFloor|Passthrough)Yaegi$'
 
 echo
 echo "== 2. Through Traefik: throughput, latency, Redis, RSS"

@@ -484,8 +484,9 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 }
 
 // schedule returns when a ticket stops being used and when it is refreshed:
-// at RefreshInterval of age, at three quarters of its lifetime, or at
-// CheckAt, whichever comes first.
+// at RefreshInterval of age, at three quarters of its lifetime, or when a
+// newer token superseded it, whichever comes first; with a CheckAt (a
+// shared store's), at CheckAt.
 func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt time.Time) {
 	margin := t.Lifetime / 10
 	if margin > maxExpiryMargin {
@@ -495,6 +496,16 @@ func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt tim
 	refreshAt = t.FetchedAt.Add(refreshInterval)
 	if early := t.FetchedAt.Add(t.Lifetime * 3 / 4); early.Before(refreshAt) {
 		refreshAt = early
+	}
+	if !t.OldTokenSupersededAt.IsZero() {
+		// A newer token of the app id exists (a shared record marked by
+		// the replica that got it): due at once, and dead after the grace.
+		if dies := t.OldTokenSupersededAt.Add(supersededGrace); dies.Before(expiresAt) {
+			expiresAt = dies
+		}
+		if t.OldTokenSupersededAt.Before(refreshAt) {
+			refreshAt = t.OldTokenSupersededAt
+		}
 	}
 	if !t.CheckAt.IsZero() {
 		// A shared store decides when its record is due: come back at

@@ -67,12 +67,16 @@ type Shared struct {
 
 // record is the JSON stored under RecordKey. Lifetimes are kept as
 // durations from FetchedAt, never as the vendor's expire_time.
+// SupersededAtMilli, when set, says that a replica got a newer access token
+// at that time but no ticket from it: the vendor ends the record's ticket
+// about a minute later, so every replica stops using it then.
 type record struct {
-	Version        int64  `json:"version"`
-	Ticket         string `json:"ticket"`
-	FetchedAtMilli int64  `json:"fetchedAtMs"`
-	LifetimeMilli  int64  `json:"lifetimeMs"`
-	Writer         string `json:"writer"`
+	Version           int64  `json:"version"`
+	Ticket            string `json:"ticket"`
+	FetchedAtMilli    int64  `json:"fetchedAtMs"`
+	LifetimeMilli     int64  `json:"lifetimeMs"`
+	SupersededAtMilli int64  `json:"supersededAtMs,omitempty"`
+	Writer            string `json:"writer"`
 }
 
 // Fetch is a FetchFunc backed by the store.
@@ -90,10 +94,15 @@ func (s *Shared) Fetch(ctx context.Context, current Ticket, rejected string) (Ti
 		if err != nil {
 			return s.storeFailed(ctx, err, current, rejected)
 		}
-		if found && s.fresh(t, now, rejected) {
+		// A record older than this replica's own ticket is dead: the token
+		// behind this replica's ticket (fetched while the store was down,
+		// or whose record could not be written) superseded it. Write this
+		// one back instead, under the lease.
+		mine := found && newerThan(current, t, rejected)
+		if found && !mine && s.fresh(t, now, rejected) {
 			return withCheck(t, now, s.CheckInterval), nil
 		}
-		if found && rejected != "" && t.Value == rejected && now.Sub(t.FetchedAt) < s.MinForcedInterval {
+		if found && !mine && rejected != "" && t.Value == rejected && now.Sub(t.FetchedAt) < s.MinForcedInterval {
 			return Ticket{}, ErrForcedTooSoon
 		}
 		won, err := s.Store.SetNX(ctx, s.LeaseKey, s.Owner, s.LeaseTTL)
@@ -104,8 +113,11 @@ func (s *Shared) Fetch(ctx context.Context, current Ticket, rejected string) (Ti
 			return s.refreshHoldingLease(ctx, current, rejected)
 		}
 		// Another replica holds the lease and is refreshing. Keep serving a
-		// still-valid record, and look again soon.
-		if found && t.Value != rejected && now.Before(expiry(t)) {
+		// still-valid ticket, and look again soon.
+		if mine && now.Before(expiry(current)) {
+			return withCheck(current, now, poll), nil
+		}
+		if found && !mine && t.Value != rejected && now.Before(expiry(t)) {
 			return withCheck(t, now, poll), nil
 		}
 		select {
@@ -128,20 +140,34 @@ func (s *Shared) refreshHoldingLease(ctx context.Context, current Ticket, reject
 	if err != nil {
 		return s.storeFailed(ctx, err, current, rejected)
 	}
-	if found && s.fresh(t, now, rejected) {
+	mine := found && newerThan(current, t, rejected)
+	if found && !mine && s.fresh(t, now, rejected) {
 		return withCheck(t, now, s.CheckInterval), nil
 	}
 	current.CheckAt = time.Time{} // when to look at the store again is not its freshness
-	if !found && current.Value != "" && s.fresh(current, now, rejected) {
-		current.Version = 1
+	if (!found || mine) && current.Value != "" && s.fresh(current, now, rejected) {
+		current.Version = t.Version + 1
 		if err := s.write(current); err != nil {
 			return Ticket{}, fmt.Errorf("%w: %s", ErrStoreUnavailable, err.Error())
 		}
-		s.log("info", "wrote this replica's ticket back to the empty shared store", nil)
+		if found {
+			s.log("info", "wrote this replica's newer ticket over the shared record (its token superseded the record's)", map[string]interface{}{"version": current.Version})
+		} else {
+			s.log("info", "wrote this replica's ticket back to the empty shared store", nil)
+		}
 		return withCheck(current, now, s.CheckInterval), nil
 	}
 	fetched, err := s.Vendor(ctx)
 	if err != nil {
+		if found && !fetched.OldTokenSupersededAt.IsZero() && t.OldTokenSupersededAt.IsZero() {
+			// A new token but no ticket: the record's ticket dies about a
+			// minute from now. Say so in the record, so that every replica
+			// stops using it in time, not only this one.
+			t.OldTokenSupersededAt = fetched.OldTokenSupersededAt
+			if werr := s.write(t); werr != nil {
+				s.log("warn", "cannot mark the shared record as superseded", map[string]interface{}{"error": werr.Error()})
+			}
+		}
 		return fetched, err
 	}
 	fetched.Version = 1
@@ -211,6 +237,9 @@ func (s *Shared) read(ctx context.Context) (Ticket, bool, error) {
 	t.FetchedAt = time.UnixMilli(r.FetchedAtMilli)
 	t.Lifetime = time.Duration(r.LifetimeMilli) * time.Millisecond
 	t.Version = r.Version
+	if r.SupersededAtMilli > 0 {
+		t.OldTokenSupersededAt = time.UnixMilli(r.SupersededAtMilli)
+	}
 	return t, true, nil
 }
 
@@ -226,6 +255,9 @@ func (s *Shared) write(t Ticket) error {
 	r.FetchedAtMilli = t.FetchedAt.UnixMilli()
 	r.LifetimeMilli = t.Lifetime.Milliseconds()
 	r.Writer = s.Owner
+	if !t.OldTokenSupersededAt.IsZero() {
+		r.SupersededAtMilli = t.OldTokenSupersededAt.UnixMilli()
+	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -255,6 +287,13 @@ func (s *Shared) log(level, msg string, fields map[string]interface{}) {
 	if s.Log != nil {
 		s.Log(level, msg, fields)
 	}
+}
+
+// newerThan reports whether mine, the cache's ticket, is still usable and
+// comes from a later access token than the record's ticket: that token
+// superseded the record's.
+func newerThan(mine, record Ticket, rejected string) bool {
+	return mine.Value != "" && mine.Value != rejected && mine.Value != record.Value && mine.FetchedAt.After(record.FetchedAt)
 }
 
 // expiry is when the cache stops using t.

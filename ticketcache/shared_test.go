@@ -452,3 +452,97 @@ func TestSharedDueRecordBeingRenewedIsNotPolledPerRequest(t *testing.T) {
 		t.Fatalf("%d record reads for 200 requests within one poll interval, want 3 (two for the first fetch, one check)", n)
 	}
 }
+
+// TestSharedSupersededRecordStopsEveryReplica: the lease holder gets a new
+// token but no ticket. The vendor ends the record's ticket about a minute
+// later, so the holder marks the record, and every replica, not only the
+// holder, stops using that ticket within the grace.
+func TestSharedSupersededRecordStopsEveryReplica(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond})
+	first, err := rs.caches[0].Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = rs.caches[1].Get(context.Background())
+	time.Sleep(1100 * time.Millisecond) // past MinForcedInterval
+	rs.emu.SetFault(faceidtest.TicketEndpoint, faceidtest.Fault{Code: "400102", Msg: "ticket refused"})
+	if _, err := rs.caches[1].Invalidate(context.Background(), first.Value); err == nil {
+		t.Fatal("a forced refresh with a failing ticket call succeeded")
+	}
+	raw, _, err := rs.store.Get(context.Background(), rs.prefix+":record")
+	var rec record
+	if err != nil || json.Unmarshal([]byte(raw), &rec) != nil || rec.Ticket != first.Value || rec.SupersededAtMilli == 0 {
+		t.Fatalf("record after the failed refresh: %s (%v); want the old ticket marked superseded", raw, err)
+	}
+	dies := time.UnixMilli(rec.SupersededAtMilli).Add(supersededGrace)
+	if time.Until(dies) > supersededGrace || time.Until(dies) < supersededGrace-5*time.Second {
+		t.Fatalf("superseded at %v: not the time of the new token", time.UnixMilli(rec.SupersededAtMilli))
+	}
+	// Replica 0 saw no failure: it learns it from the record at its next check.
+	waitFor(t, "replica 0 to shorten the superseded ticket's life", func() bool {
+		tk, err := rs.caches[0].Get(context.Background())
+		s := rs.caches[0].Stats()
+		return err == nil && tk.Value == first.Value && !s.ExpiresAt.After(dies)
+	})
+	if s := rs.caches[1].Stats(); s.ExpiresAt.After(dies) {
+		t.Fatalf("the lease holder keeps the superseded ticket until %v, after %v", s.ExpiresAt, dies)
+	}
+	// Once the vendor answers again, one replica renews the record for all.
+	rs.emu.ClearFaults()
+	waitFor(t, "a new ticket for both replicas", func() bool {
+		a, errA := rs.caches[0].Get(context.Background())
+		b, errB := rs.caches[1].Get(context.Background())
+		return errA == nil && errB == nil && a.Value != first.Value && a.Value == b.Value
+	})
+	if code := rs.query(t, mustValue(t, rs.caches[0])); code == faceidtest.CodeIllegalRequest || code == "" {
+		t.Fatalf("the renewed ticket is refused: %q", code)
+	}
+}
+
+// TestSharedNewerLocalTicketIsWrittenBack: a replica that fetched a ticket
+// of its own while the store was unreachable (failure policy local) has
+// superseded the record's token. When the store answers again, its newer
+// ticket replaces the record, instead of the replica going back to a
+// ticket its own token has doomed; the other replicas follow.
+func TestSharedNewerLocalTicketIsWrittenBack(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 50 * time.Millisecond})
+	first, err := rs.caches[0].Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What replica 1 fetched directly from the vendor during the outage.
+	vendor := &Client{Endpoint: rs.emu.URL, AppID: testAppID, Secret: testSecret, Timeout: time.Second}
+	local, err := vendor.Fetch(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := rs.shared[1].Fetch(context.Background(), local, "")
+	if err != nil || got.Value != local.Value {
+		t.Fatalf("Fetch with a newer local ticket = %v; want that ticket kept", err)
+	}
+	raw, _, _ := rs.store.Get(context.Background(), rs.prefix+":record")
+	var rec record
+	if json.Unmarshal([]byte(raw), &rec) != nil || rec.Ticket != local.Value || rec.Version != 2 {
+		t.Fatalf("record %s; want the newer ticket as version 2", raw)
+	}
+	waitFor(t, "replica 0 to follow the newer record", func() bool {
+		tk, err := rs.caches[0].Get(context.Background())
+		return err == nil && tk.Value == local.Value
+	})
+	if n := rs.emu.TokenCalls(); n != 2 {
+		t.Fatalf("token calls %d, want 2 (the cluster's and the local one)", n)
+	}
+	// The older ticket never goes back into the record.
+	if got, err := rs.shared[0].Fetch(context.Background(), first, ""); err != nil || got.Value != local.Value {
+		t.Fatalf("an older ticket replaced the record: %v", err)
+	}
+}
+
+func mustValue(t *testing.T, c *Cache) string {
+	t.Helper()
+	v, err := c.Value(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}

@@ -231,6 +231,7 @@ func (b *bench) startTraefik() error {
 	plugins := []localPlugin{
 		{alias: "faceidsigner", module: "github.com/kycgate/faceidsigner", dir: root},
 		{alias: "passthrough", module: "github.com/kycgate/passthrough", dir: filepath.Join(root, "e2e", "testdata", "passthrough")},
+		{alias: "signfloor", module: "github.com/kycgate/signfloor", dir: filepath.Join(root, "e2e", "testdata", "signfloor")},
 	}
 	began := time.Now()
 	tr, err := startTraefik(plugins, b.dynamicConfig(), routerNames)
@@ -243,7 +244,7 @@ func (b *bench) startTraefik() error {
 }
 
 // routerNames are the routers of dynamicConfig.
-var routerNames = []string{"bare", "pass", "sign", "redis", "emu-bare", "emu-pass", "emu-sign"}
+var routerNames = []string{"bare", "pass", "floor", "sign", "redis", "emu-bare", "emu-pass", "emu-sign"}
 
 func (b *bench) dynamicConfig() string {
 	router := func(name, prefix, middleware, service string) string {
@@ -263,6 +264,7 @@ func (b *bench) dynamicConfig() string {
 	return "http:\n  routers:\n" +
 		router("bare", "/bare/", "", "fast") +
 		router("pass", "/pass/", "pass", "fast") +
+		router("floor", "/floor/", "floor", "fast") +
 		router("sign", "/sign/", "sign", "fast") +
 		router("redis", "/redis/", "signredis", "fast") +
 		router("emu-bare", "/emu/bare/", "", "emu") +
@@ -270,6 +272,7 @@ func (b *bench) dynamicConfig() string {
 		router("emu-sign", "/emu/sign/", "sign", "emu") +
 		"  middlewares:\n" +
 		"    pass:\n      plugin:\n        passthrough: {}\n" +
+		"    floor:\n      plugin:\n        signfloor: {}\n" +
 		"    sign:\n" + signer(appID, "") +
 		"    signredis:\n" + signer(redisAppID, fmt.Sprintf("          redisAddress: %q\n", b.redis.addr)) +
 		"  services:\n" + service("fast", b.fast.URL) + service("emu", b.emuUp)
@@ -304,6 +307,7 @@ func (b *bench) sanity(ctx context.Context) error {
 	for _, c := range []struct{ path, wantPrefix, wantInBody string }{
 		{"/bare/faceid/queryfacerecord", "/bare/faceid/queryfacerecord " + requestBody, ""},
 		{"/pass/faceid/queryfacerecord", "/pass/faceid/queryfacerecord " + requestBody, ""},
+		{"/floor/faceid/queryfacerecord", "/api/v2/base/queryfacerecord?orderNo=orderNo596551 {\"appId\":\"IDAFLOOR\"", `"sign":"`},
 		{"/sign/faceid/queryfacerecord", "/api/v2/base/queryfacerecord?orderNo=orderNo596551 {\"appId\":\"" + appID + "\"", `"sign":"`},
 		{"/redis/faceid/queryfacerecord", "/api/v2/base/queryfacerecord?orderNo=orderNo596551 {\"appId\":\"" + redisAppID + "\"", `"sign":"`},
 	} {

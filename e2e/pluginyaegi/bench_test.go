@@ -77,3 +77,19 @@ func BenchmarkPassthroughYaegi(b *testing.B) {
 	}
 	benchmarkRequests(b, h)
 }
+
+// BenchmarkSignFloorYaegi is the least work of any signing plugin
+// (e2e/testdata/signfloor): what interpretation costs before faceidsigner's
+// own checks, ticket cache and held answer.
+func BenchmarkSignFloorYaegi(b *testing.B) {
+	p, err := yaegihost.Load(repoRoot(b)+"/e2e/testdata/signfloor", yaegihost.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(p.Close)
+	h, err := p.New(context.Background(), answerNext, nil, "signfloor")
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchmarkRequests(b, h)
+}

@@ -1,0 +1,3 @@
+module github.com/kycgate/signfloor
+
+go 1.24
