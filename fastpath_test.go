@@ -12,6 +12,7 @@ import (
 
 	"github.com/kycgate/faceidsigner/faceidtest"
 	"github.com/kycgate/faceidsigner/signer"
+	"github.com/kycgate/faceidsigner/ticketcache"
 )
 
 func TestFastBodyPattern(t *testing.T) {
@@ -85,7 +86,7 @@ func TestRetryStartsFromTheHeadersBeforeTheAnswer(t *testing.T) {
 			n := calls.Add(1)
 			rw.Header().Add("X-Answer", strings.Repeat("I", int(n)))
 			rw.Header().Set("Content-Type", "application/json")
-			if n == 1 {
+			if n == 2 { // the first answer after the warm-up request
 				rw.Header().Set("X-First-Only", "yes")
 				rw.WriteHeader(http.StatusBadRequest)
 				_, _ = io.WriteString(rw, `{"code":"400101","msg":"illegal request"}`)
@@ -99,16 +100,21 @@ func TestRetryStartsFromTheHeadersBeforeTheAnswer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		warm := httptest.NewRecorder()
+		h.ServeHTTP(warm, httptest.NewRequest(http.MethodPost, "/faceid/query", strings.NewReader(queryBody)))
+		if warm.Code != 200 || ticketcache.Hot(h.(*Signer).tickets) == "" {
+			t.Fatalf("warm-up: %d %s; want a ticket ready for the fast path", warm.Code, warm.Body)
+		}
 		rec := httptest.NewRecorder()
 		if preset {
 			rec.Header().Set("X-Before", "kept")
 		}
 		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/faceid/query", strings.NewReader(queryBody)))
 		got := rec.Result()
-		if calls.Load() != 2 || got.StatusCode != 200 || rec.Body.String() != `{"code":"0","msg":"ok"}` {
+		if calls.Load() != 3 || got.StatusCode != 200 || rec.Body.String() != `{"code":"0","msg":"ok"}` {
 			t.Fatalf("preset %v: %d calls, answer %d %s; want the retry's answer", preset, calls.Load(), got.StatusCode, rec.Body)
 		}
-		if v := got.Header.Values("X-Answer"); len(v) != 1 || v[0] != "II" || got.Header.Get("X-First-Only") != "" {
+		if v := got.Header.Values("X-Answer"); len(v) != 1 || v[0] != "III" || got.Header.Get("X-First-Only") != "" {
 			t.Fatalf("preset %v: answer headers %v: the first answer's headers leaked into the retry's", preset, got.Header)
 		}
 		if preset && got.Header.Get("X-Before") != "kept" {
@@ -153,6 +159,42 @@ func TestSignOrderOnlyMatchesSigner(t *testing.T) {
 		if req.RequestURI != "/api/v2/base/queryfacerecord?orderNo="+orderNo || req.URL.RawQuery != "orderNo="+orderNo ||
 			req.Header.Get("Content-Length") != "" || req.Header.Get("Accept-Encoding") != "" || req.Header.Get("Content-Type") != "application/json" {
 			t.Fatalf("%s: target %s, header %v", orderNo, req.RequestURI, req.Header)
+		}
+	}
+}
+
+// headerWatcher is a ResponseWriter that records WriteHeader calls, as
+// Traefik's own wrappers (access log, headers middleware) observe them.
+type headerWatcher struct {
+	header  http.Header
+	written []int
+}
+
+func (w *headerWatcher) Header() http.Header         { return w.header }
+func (w *headerWatcher) Write(p []byte) (int, error) { return len(p), nil }
+func (w *headerWatcher) WriteHeader(code int)        { w.written = append(w.written, code) }
+
+// TestEmptyAnswerStillWritesTheStatus: an upstream answer with no body (a
+// 200 with nothing, or only headers) is held like any other; the client's
+// writer must still see WriteHeader, or Traefik's wrappers outside the
+// plugin would record no status.
+func TestEmptyAnswerStillWritesTheStatus(t *testing.T) {
+	emu := faceidtest.NewServer()
+	t.Cleanup(emu.Close)
+	emu.AddApp(testAppID, testSecret)
+	cfg := CreateConfig()
+	cfg.AppID, cfg.Secret, cfg.Endpoint = testAppID, testSecret, emu.URL
+	h, err := New(context.Background(), http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}), cfg, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ { // the first fetches the ticket (general path), the second takes the fast path
+		w := &headerWatcher{header: http.Header{}}
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/faceid/query", strings.NewReader(queryBody)))
+		if len(w.written) != 1 || w.written[0] != http.StatusOK {
+			t.Fatalf("request %d: WriteHeader calls %v, want [200]", i+1, w.written)
 		}
 	}
 }

@@ -23,7 +23,8 @@ import (
 )
 
 // orderNoJSON matches an order number as a JSON string: 1 to 32 letters or
-// digits, no escapes. One compiled call checks it on the hot path.
+// digits, no escapes (the general path's check; the fast path's is
+// fastBodyPattern).
 var orderNoJSON = regexp.MustCompile(`^"[0-9A-Za-z]{1,32}"$`)
 
 // Signer is the middleware built by New.
@@ -110,7 +111,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	}
 	if s.signsOrderOnly && r.Method == http.MethodPost && !r.AlwaysFiles && r.NonceField != "" {
 		m.fastBody = fastBodyPattern(r.OrderField, r.FileField)
-		m.fastMaxBytes = s.maxBodyBytes
+		m.fastMaxBytes = min(s.maxBodyBytes, fastMaxBodyBytes)
 	}
 	if s.statusPath != "" {
 		m.statusPaths[s.statusPath] = true

@@ -36,6 +36,7 @@ type gateway struct {
 	forwarded atomic.Int64
 	logs      *syncBuffer
 	name      string
+	signer    *Signer
 }
 
 var gatewaySeq atomic.Int64
@@ -82,6 +83,7 @@ func newGateway(t *testing.T, configure func(*Config)) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
+	g.signer = h.(*Signer)
 	h.(*Signer).log.stdout = g.logs
 	h.(*Signer).log.stderr = g.logs
 	g.srv = httptest.NewServer(h)

@@ -171,6 +171,7 @@ func bodyRest(r *signer.Recipe, body []byte, fields map[string]json.RawMessage) 
 // setBody makes body the request's body, with a Content-Length.
 func setBody(req *http.Request, body string) {
 	req.Body = io.NopCloser(strings.NewReader(body))
+	req.GetBody = nil // see signOrderOnly
 	req.ContentLength = int64(len(body))
 	req.TransferEncoding = nil
 	req.Header.Set("Content-Type", "application/json")

@@ -117,14 +117,15 @@ type Cache struct {
 
 	// hot holds the current ticket's value (a string, "" for none) while it
 	// is not due, for Hot, the per-request read: one atomic load, no clock
-	// read, no lock. hotTimer empties it when the ticket falls due; a cache
+	// read, no lock. hotTimer empties it when the ticket falls due (a
+	// timer that fires after the ticket changed only recomputes); a cache
 	// with an injected clock (tests) never fills it, since a timer runs on
-	// the real clock. hotTimerSet counts arming, so that a stale timer does
-	// nothing.
-	realClock   bool
-	hot         atomic.Value
-	hotTimer    *time.Timer
-	hotTimerSet int64
+	// the real clock. The timer runs on the monotonic clock: after the host
+	// was suspended, Hot may serve the ticket for up to the time suspended
+	// past its due time, which the stale-ticket retry covers.
+	realClock bool
+	hot       atomic.Value
+	hotTimer  *time.Timer
 }
 
 // Stats is what the cache can report about itself, without the ticket.
@@ -295,6 +296,12 @@ func (c *Cache) hotUntilLocked() time.Time {
 // expireHot runs on hotTimer: it empties what Hot returns once the ticket is
 // due, or re-arms the timer if the schedule moved meanwhile.
 func (c *Cache) expireHot() {
+	defer func() {
+		if r := recover(); r != nil {
+			c.hot.Store("") // fail safe: requests go through Get
+			c.log("error", "ticket timer failed", map[string]interface{}{"panic": fmt.Sprint(r)})
+		}
+	}()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.setHotLocked()
@@ -443,7 +450,9 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 			expiresAt, _ := schedule(unchecked, c.settings.RefreshInterval)
 			c.expiresAt = expiresAt
 		}
-		if !ticket.OldTokenSupersededAt.IsZero() {
+		if ticket.OldTokenSupersededAt.After(c.current.FetchedAt) {
+			// Only a token newer than the current ticket's dooms it (a
+			// reused token older than it was already dead).
 			if dies := ticket.OldTokenSupersededAt.Add(supersededGrace); dies.Before(c.expiresAt) {
 				c.expiresAt = dies
 			}

@@ -383,3 +383,37 @@ func TestWaitersOfARateLimitedForcedRefreshGetTheTicket(t *testing.T) {
 		t.Fatalf("a request waiting on the refresh got %q", got)
 	}
 }
+
+// TestOlderSupersedingTokenDoesNotShortenTheTicket: a failed refresh whose
+// token is older than the cached ticket's (a kept token, refused) leaves
+// the ticket's expiry alone; a newer one caps it at the grace.
+func TestOlderSupersedingTokenDoesNotShortenTheTicket(t *testing.T) {
+	for _, newer := range []bool{false, true} {
+		c, f, clock := newTestCache(time.Hour, Settings{RefreshInterval: 20 * time.Minute})
+		first, err := c.Get(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := c.Stats().ExpiresAt
+		supersededAt := first.FetchedAt.Add(-time.Minute)
+		if newer {
+			supersededAt = clock.Now().Add(21 * time.Minute)
+		}
+		c.Configure("id-1", func(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
+			var failed Ticket
+			failed.OldTokenSupersededAt = supersededAt
+			return failed, wrapf(ErrUnreachable, "ticket call failed")
+		}, Settings{RefreshInterval: 20 * time.Minute})
+		clock.Advance(21 * time.Minute) // due: the next Get starts a refresh
+		_, _ = c.Get(context.Background())
+		waitFor(t, "the failed refresh", func() bool { return c.Stats().Failures == 1 })
+		after := c.Stats().ExpiresAt
+		if !newer && !after.Equal(before) {
+			t.Fatalf("an older token moved the expiry from %v to %v", before, after)
+		}
+		if newer && !after.Equal(supersededAt.Add(supersededGrace)) {
+			t.Fatalf("a newer token left the expiry at %v, want %v", after, supersededAt.Add(supersededGrace))
+		}
+		_ = f
+	}
+}

@@ -159,11 +159,14 @@ func (s *Shared) refreshHoldingLease(ctx context.Context, current Ticket, reject
 	}
 	fetched, err := s.Vendor(ctx)
 	if err != nil {
-		if found && !fetched.OldTokenSupersededAt.IsZero() && t.OldTokenSupersededAt.IsZero() {
+		if found && fetched.OldTokenSupersededAt.After(t.FetchedAt) && t.OldTokenSupersededAt.IsZero() {
 			// A new token but no ticket: the record's ticket dies about a
 			// minute from now. Say so in the record, so that every replica
-			// stops using it in time, not only this one.
+			// stops using it in time, not only this one. (A token older
+			// than the record's, kept from an earlier failure and refused
+			// now, dooms nothing.)
 			t.OldTokenSupersededAt = fetched.OldTokenSupersededAt
+			t.Version++
 			if werr := s.write(t); werr != nil {
 				s.log("warn", "cannot mark the shared record as superseded", map[string]interface{}{"error": werr.Error()})
 			}
@@ -176,8 +179,11 @@ func (s *Shared) refreshHoldingLease(ctx context.Context, current Ticket, reject
 	}
 	if err := s.write(fetched); err != nil {
 		// The ticket is good; the others will not see it and may fetch
-		// their own. Say so once per occurrence.
+		// their own. Say so once per occurrence. Version 0 marks it as
+		// never stored: it is written back at the next check if the record
+		// is still older (newerThan).
 		s.log("error", "cannot write the ticket record to the shared store", map[string]interface{}{"error": err.Error()})
+		fetched.Version = 0
 	}
 	s.log("info", "fetched a new token and ticket for the cluster", map[string]interface{}{"version": fetched.Version, "forced": rejected != ""})
 	return withCheck(fetched, s.now(), s.CheckInterval), nil
@@ -289,11 +295,14 @@ func (s *Shared) log(level, msg string, fields map[string]interface{}) {
 	}
 }
 
-// newerThan reports whether mine, the cache's ticket, is still usable and
-// comes from a later access token than the record's ticket: that token
-// superseded the record's.
+// newerThan reports whether mine, the cache's ticket, was never stored
+// (Version 0: fetched while the store was unreachable, or its record write
+// failed), is still usable, and comes from a later access token than the
+// record's ticket, which that token superseded. Once written back it has a
+// version, so a replica whose clock runs ahead cannot keep overriding
+// newer records with it.
 func newerThan(mine, record Ticket, rejected string) bool {
-	return mine.Value != "" && mine.Value != rejected && mine.Value != record.Value && mine.FetchedAt.After(record.FetchedAt)
+	return mine.Version == 0 && mine.Value != "" && mine.Value != rejected && mine.Value != record.Value && mine.FetchedAt.After(record.FetchedAt)
 }
 
 // expiry is when the cache stops using t.

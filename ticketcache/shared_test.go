@@ -546,3 +546,50 @@ func mustValue(t *testing.T, c *Cache) string {
 	}
 	return v
 }
+
+// TestSharedOlderTokenDoesNotMarkTheRecord: a token kept from an earlier
+// failure, older than the record's, is refused by the vendor; it dooms
+// nothing, so the record must not be marked superseded (which would make
+// every replica drop a valid ticket).
+func TestSharedOlderTokenDoesNotMarkTheRecord(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond})
+	first, err := rs.caches[0].Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past MinForcedInterval
+	rs.shared[1].Vendor = func(ctx context.Context) (Ticket, error) {
+		var failed Ticket
+		failed.OldTokenSupersededAt = first.FetchedAt.Add(-time.Minute)
+		return failed, wrapf(ErrUnreachable, "kept token refused")
+	}
+	if _, err := rs.shared[1].Fetch(context.Background(), first, first.Value); err == nil {
+		t.Fatal("the scripted vendor failure was not returned")
+	}
+	raw, _, _ := rs.store.Get(context.Background(), rs.prefix+":record")
+	var rec record
+	if json.Unmarshal([]byte(raw), &rec) != nil || rec.SupersededAtMilli != 0 || rec.Ticket != first.Value {
+		t.Fatalf("record %s: marked superseded by a token older than its own", raw)
+	}
+}
+
+// TestSharedStoredTicketNeverOverridesANewerRecord: a replica whose clock
+// runs ahead holds a ticket that has been in the store (it has a version);
+// a record written later by another replica, with an earlier wall-clock
+// time, must win, or the replicas would keep overwriting each other.
+func TestSharedStoredTicketNeverOverridesANewerRecord(t *testing.T) {
+	rs := newCluster(t, clusterOptions{replicas: 2, refreshInterval: 20 * time.Minute, checkInterval: 100 * time.Millisecond})
+	first, err := rs.caches[0].Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := Ticket{Value: "skewed-ticket", FetchedAt: time.Now().Add(time.Minute), Lifetime: 2 * time.Hour, Version: first.Version}
+	got, err := rs.shared[1].Fetch(context.Background(), ahead, "")
+	if err != nil || got.Value != first.Value {
+		t.Fatalf("Fetch = %q, %v; want the record's ticket", got.Value, err)
+	}
+	raw, _, _ := rs.store.Get(context.Background(), rs.prefix+":record")
+	if !strings.Contains(raw, first.Value) {
+		t.Fatalf("record %s: overwritten by a stored ticket with a later clock", raw)
+	}
+}
