@@ -111,7 +111,10 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 	}
 	if s.signsOrderOnly && r.Method == http.MethodPost && !r.AlwaysFiles && r.NonceField != "" {
 		m.fastBody = fastBodyPattern(r.OrderField, r.FileField)
-		m.fastMaxBytes = min(s.maxBodyBytes, fastMaxBodyBytes)
+		m.fastMaxBytes = fastMaxBodyBytes // not min(): yaegi v0.16.1 lacks the Go 1.21 builtins
+		if s.maxBodyBytes < m.fastMaxBytes {
+			m.fastMaxBytes = s.maxBodyBytes
+		}
 	}
 	if s.statusPath != "" {
 		m.statusPaths[s.statusPath] = true

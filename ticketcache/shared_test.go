@@ -22,6 +22,11 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 
 var keySeq atomic.Int64
 
+// keyRun tells this test process's keys from those of earlier runs against
+// the same Redis (FACEIDSIGNER_REDIS_ADDR outlives a run; records live an
+// hour).
+var keyRun = strconv.FormatInt(time.Now().UnixNano(), 36)
+
 // replicaSet is a cluster of in-process "replicas", each with its own Cache
 // and Shared source, sharing one Redis and one emulator.
 type replicaSet struct {
@@ -54,7 +59,7 @@ func newCluster(t *testing.T, o clusterOptions) *replicaSet {
 	emu.AddApp(testAppID, testSecret)
 	store := redisclient.New(redisclient.Options{Address: o.addr, Timeout: 300 * time.Millisecond})
 	t.Cleanup(func() { _ = store.Close() })
-	rs := &replicaSet{emu: emu, store: store, prefix: "test:" + t.Name() + ":" + strconv.FormatInt(keySeq.Add(1), 10)}
+	rs := &replicaSet{emu: emu, store: store, prefix: "test:" + keyRun + ":" + t.Name() + ":" + strconv.FormatInt(keySeq.Add(1), 10)}
 	for i := 0; i < o.replicas; i++ {
 		vendor := &Client{Endpoint: emu.URL, AppID: testAppID, Secret: testSecret, Timeout: time.Second}
 		sh := &Shared{

@@ -18,6 +18,10 @@ func TestMain(m *testing.M) { redistest.Main(m) }
 
 var prefixSeq atomic.Int64
 
+// prefixRun tells this test process's keys from those of earlier runs
+// against the same Redis (FACEIDSIGNER_REDIS_ADDR outlives a run).
+var prefixRun = strconv.FormatInt(time.Now().UnixNano(), 36)
+
 // cluster is three Traefik "processes": three interpreters, each with its
 // own package state, serving the plugin against one emulator.
 type cluster struct {
@@ -73,7 +77,7 @@ func redisConfig(t *testing.T) map[string]any {
 	return map[string]any{
 		"refreshInterval":    "1s",
 		"redisAddress":       redistest.Shared(t),
-		"redisKeyPrefix":     "pluginyaegi:" + strconv.FormatInt(prefixSeq.Add(1), 10) + ":",
+		"redisKeyPrefix":     "pluginyaegi:" + prefixRun + ":" + strconv.FormatInt(prefixSeq.Add(1), 10) + ":",
 		"redisCheckInterval": "100ms",
 		"redisTimeout":       "500ms",
 	}
