@@ -66,30 +66,27 @@ func BenchmarkSignYaegi(b *testing.B) {
 
 // BenchmarkPassthroughYaegi is the baseline: the interpreter hop alone.
 func BenchmarkPassthroughYaegi(b *testing.B) {
-	p, err := yaegihost.Load(repoRoot(b)+"/e2e/testdata/passthrough", yaegihost.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(p.Close)
-	h, err := p.New(context.Background(), answerNext, nil, "passthrough")
-	if err != nil {
-		b.Fatal(err)
-	}
-	benchmarkRequests(b, h)
+	benchmarkRequests(b, baselinePlugin(b, "passthrough"))
 }
 
 // BenchmarkSignFloorYaegi is the least work of any signing plugin
 // (e2e/testdata/signfloor): what interpretation costs before faceidsigner's
 // own checks, ticket cache and held answer.
 func BenchmarkSignFloorYaegi(b *testing.B) {
-	p, err := yaegihost.Load(repoRoot(b)+"/e2e/testdata/signfloor", yaegihost.Options{})
+	benchmarkRequests(b, baselinePlugin(b, "signfloor"))
+}
+
+// baselinePlugin loads the settings-free baseline plugin
+// e2e/testdata/<name> under yaegi and returns its handler over answerNext.
+func baselinePlugin(b *testing.B, name string) http.Handler {
+	p, err := yaegihost.Load(repoRoot(b)+"/e2e/testdata/"+name, yaegihost.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(p.Close)
-	h, err := p.New(context.Background(), answerNext, nil, "signfloor")
+	h, err := p.New(context.Background(), answerNext, nil, name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	benchmarkRequests(b, h)
+	return h
 }
