@@ -24,16 +24,17 @@ import (
 // FuzzServeHTTP check that both forward the same signed request.
 //
 // Why it is written the way it is: the plugin runs interpreted by yaegi, where
-// the cost is not the work but the interpreter's bookkeeping. Measured on
-// the CI machine (e2e/yaegicost): every call of an interpreted function
-// allocates each local and temporary it declares (taken branches or not), a
-// method call costs about 2 µs more than a plain function call, each call of
-// compiled code (the standard library) costs about 0.5 µs, and turning an
-// interpreted closure into a compiled func value (a req.GetBody closure, a
-// callback) costs about 20 µs. So the fast path is one function with few
-// temporaries, whose work is a short list of standard library calls (read,
-// match, load the ticket, nonce, sort, hash, hex, build, forward), every rare
-// case is a call of its own, and it makes no closures.
+// the cost is not the work but the interpreter's bookkeeping. Measured with
+// e2e/yaegicost (figures in BENCHMARKS.md): every call of an interpreted
+// function allocates a frame slot for each expression of its code (taken
+// branches or not), a method call costs about 2 µs more than a plain
+// function call, each call of compiled code (the standard library) about
+// 0.5 µs, and turning an interpreted closure into a compiled func value (a
+// req.GetBody closure, a callback) about 20 µs. So the fast path is a short
+// function whose work is a short list of standard library calls (read,
+// match, load the ticket, nonce, sort, hash, write the body, forward), every
+// rare case is a call of its own, it makes no closures, and it shares
+// signOrderOnly and forwardHeld with the general path.
 
 // fastMaxBodyBytes bounds the bodies the fast path reads: a matching body
 // is a few dozen bytes, and a larger Content-Length must not make it
