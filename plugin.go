@@ -38,12 +38,12 @@ type Signer struct {
 
 	// head opens every signed body: {"appId":...,"version":..., computed once.
 	head string
-	// The fast path (fastpath.go) reads only these fields of its own.
-	// fastBody matches the bodies it signs, of up to fastMaxBytes (0 when
-	// the recipe has no fast path); statusPaths are the paths it leaves to
-	// the status handler. bodyFormat is head followed by the nonce, the
-	// SHA-1 sum (%X: the sign) and the app's fields, for fmt.Fprintf. targetPrefix is the
-	// vendor path and "?orderNo=".
+	// For the fast path (fastpath.go), ready to read without going through
+	// settings: fastBody matches the bodies it signs, of up to fastMaxBytes
+	// (0 when the recipe has no fast path); statusPaths are the paths it
+	// leaves to the status handler. bodyFormat is head followed by the
+	// nonce, the SHA-1 sum (%X: the sign) and the app's fields, for
+	// fmt.Fprintf; targetPrefix is the vendor path and "?orderNo=".
 	fastBody     *regexp.Regexp
 	fastMaxBytes int64
 	statusPaths  map[string]bool
