@@ -141,9 +141,10 @@ type Stats struct {
 }
 
 type flight struct {
-	done   chan struct{}
-	ticket Ticket
-	err    error
+	done     chan struct{}
+	rejected string // the ticket this refresh was forced to replace; "" when scheduled
+	ticket   Ticket
+	err      error
 }
 
 // New returns an empty cache that uses now as its clock (time.Now when nil).
@@ -313,18 +314,40 @@ func (c *Cache) expireHot() {
 // fetches a new token and ticket (single-flight) and returns the new ticket.
 // If the cache already holds another ticket, that one is returned at once.
 func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error) {
+	// A refresh already running was either forced for this ticket (wait for
+	// it) or scheduled, say a shared store's check that a request of its own
+	// started: that one may well bring back the rejected ticket, and then a
+	// forced refresh must follow, or the rejection goes unanswered.
+	for attempt := 0; ; attempt++ {
+		t, joinedScheduled, err := c.invalidateOnce(ctx, rejected)
+		if err != nil {
+			return Ticket{}, err
+		}
+		if t.Value != rejected {
+			return t, nil
+		}
+		if !joinedScheduled || attempt > 0 {
+			return Ticket{}, ErrForcedTooSoon
+		}
+	}
+}
+
+// invalidateOnce is one round of Invalidate: it forces a refresh unless one
+// runs already, and waits for the refresh it forced or joined.
+// joinedScheduled reports that it joined a refresh not forced for rejected.
+func (c *Cache) invalidateOnce(ctx context.Context, rejected string) (t Ticket, joinedScheduled bool, err error) {
 	now := c.now()
 	c.mu.Lock()
 	if c.has && c.current.Value != rejected && now.Before(c.expiresAt) {
-		t := c.current
+		t = c.current
 		c.mu.Unlock()
-		return t, nil
+		return t, false, nil
 	}
 	f := c.flight
 	if f == nil {
 		if now.Sub(c.lastForced) < c.settings.MinForcedInterval {
 			c.mu.Unlock()
-			return Ticket{}, ErrForcedTooSoon
+			return Ticket{}, false, ErrForcedTooSoon
 		}
 		c.lastForced = now
 		c.stats.Forced++
@@ -335,14 +358,8 @@ func (c *Cache) Invalidate(ctx context.Context, rejected string) (Ticket, error)
 		f = c.startFlightLocked(rejected, now)
 	}
 	c.mu.Unlock()
-	t, err := waitFlight(ctx, f)
-	if err != nil {
-		return Ticket{}, err
-	}
-	if t.Value == rejected {
-		return Ticket{}, ErrForcedTooSoon
-	}
-	return t, nil
+	t, err = waitFlight(ctx, f)
+	return t, f.rejected != rejected, err
 }
 
 // Stats returns a snapshot of the cache's state and counters.
@@ -381,7 +398,7 @@ func (c *Cache) backingOffErrorLocked(now time.Time) error {
 
 // startFlightLocked starts one refresh in the background. c.mu is held.
 func (c *Cache) startFlightLocked(rejected string, now time.Time) *flight {
-	f := &flight{done: make(chan struct{})}
+	f := &flight{done: make(chan struct{}), rejected: rejected}
 	c.flight = f
 	var current Ticket
 	if c.has && now.Before(c.expiresAt) {

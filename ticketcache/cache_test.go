@@ -417,3 +417,47 @@ func TestOlderSupersedingTokenDoesNotShortenTheTicket(t *testing.T) {
 		_ = f
 	}
 }
+
+// TestInvalidateDuringAScheduledCheckForcesARefresh: a rejection that
+// arrives while a scheduled refresh runs (a shared store's check, started by
+// a request of its own) joins it; when that refresh brings back the very
+// ticket the vendor rejected, a forced refresh follows instead of the
+// rejection going unanswered.
+func TestInvalidateDuringAScheduledCheckForcesARefresh(t *testing.T) {
+	clock := newFakeClock()
+	gate := make(chan struct{})
+	var forced atomic.Int64
+	c := New(clock.Now)
+	c.Configure("id", func(ctx context.Context, current Ticket, rejected string) (Ticket, error) {
+		if rejected == "" && current.Value != "" { // a check: the store still holds the same ticket
+			<-gate
+			return Ticket{Value: current.Value, FetchedAt: current.FetchedAt, Lifetime: current.Lifetime, CheckAt: clock.Now().Add(time.Second)}, nil
+		}
+		if rejected != "" {
+			forced.Add(1)
+			return Ticket{Value: "ticket-2", FetchedAt: clock.Now(), Lifetime: time.Hour}, nil
+		}
+		return Ticket{Value: "ticket-1", FetchedAt: clock.Now(), Lifetime: time.Hour, CheckAt: clock.Now().Add(time.Second)}, nil
+	}, Settings{MinForcedInterval: time.Millisecond})
+	if v, err := c.Value(context.Background()); err != nil || v != "ticket-1" {
+		t.Fatalf("Value = %q, %v", v, err)
+	}
+	clock.Advance(2 * time.Second)                              // the check is due
+	if v, _ := c.Value(context.Background()); v != "ticket-1" { // starts the check, serves the ticket
+		t.Fatalf("during the check: %q", v)
+	}
+	got := make(chan string)
+	go func() {
+		tk, err := c.Invalidate(context.Background(), "ticket-1")
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- tk.Value
+	}()
+	time.Sleep(20 * time.Millisecond) // Invalidate joins the running check
+	close(gate)
+	if v := <-got; v != "ticket-2" || forced.Load() != 1 {
+		t.Fatalf("Invalidate during a check = %q, forced refreshes %d; want ticket-2 and 1", v, forced.Load())
+	}
+}

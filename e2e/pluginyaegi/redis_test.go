@@ -140,3 +140,50 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 		t.Fatalf("%d rejected signatures", n)
 	}
 }
+
+// TestSupersededRecordUnderYaegi: two interpreters share a record with a
+// 20-minute refresh interval. The vendor rejects a request of replica 0
+// (400101), then issues it a new token but no ticket, which dooms the
+// record's ticket: replica 0 marks the record superseded. Once the vendor
+// answers again, the marked record is renewed for the cluster at the next
+// check, long before its 20 minutes; unmarked, every replica would go on
+// reading the doomed ticket from it.
+func TestSupersededRecordUnderYaegi(t *testing.T) {
+	cfg := redisConfig(t)
+	cfg["refreshInterval"] = "20m"
+	cfg["forcedRefreshInterval"] = "100ms"
+	c := newCluster(t, 2, cfg)
+	// The vendor's real overlap: the doomed ticket keeps working for a
+	// minute, so nothing but the mark can make the replicas renew it now.
+	c.emu.SetOverlap(time.Minute)
+	c.emu.SetFault(faceidtest.QueryEndpoint, faceidtest.Fault{Code: faceidtest.CodeIllegalRequest, Msg: "illegal request", Times: 1})
+	c.emu.SetFault(faceidtest.TicketEndpoint, faceidtest.Fault{Code: "400102", Msg: "ticket refused"})
+	tokens, tickets := c.emu.TokenCalls(), c.emu.TicketCalls()
+	send(t, c.servers[0].URL, http.MethodPost, `{"orderNo":"`+order+`"}`)
+	if c.emu.TokenCalls() != tokens+1 || c.emu.TicketCalls() != tickets+1 {
+		t.Fatalf("token calls +%d, ticket calls +%d after the rejection; want +1, +1 (a forced refresh whose ticket call fails)",
+			c.emu.TokenCalls()-tokens, c.emu.TicketCalls()-tickets)
+	}
+	c.emu.ClearFaults()
+	// Traffic continues (refreshes start on requests): replica 1 only.
+	deadline := time.Now().Add(5 * time.Second)
+	for c.emu.TicketCalls() < tickets+2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the superseded record was not renewed: the replicas keep a doomed ticket")
+		}
+		if a := send(t, c.servers[1].URL, http.MethodPost, `{"orderNo":"`+order+`"}`); a.body["code"] != "0" {
+			t.Fatalf("replica 1 while the record is renewed: %s", a.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // every replica's next check
+	c.emu.ResetCounters()
+	for i, srv := range c.servers {
+		if a := send(t, srv.URL, http.MethodPost, `{"orderNo":"`+order+`"}`); a.body["code"] != "0" {
+			t.Fatalf("replica %d after the renewal: %s", i, a.raw)
+		}
+	}
+	if n := c.emu.CodeCount(faceidtest.CodeIllegalRequest); n != 0 {
+		t.Fatalf("%d requests were signed with a dead ticket after the renewal", n)
+	}
+}
