@@ -77,9 +77,6 @@ func TestFastBodyPattern(t *testing.T) {
 // headers, and headers set before the plugin ran must stay.
 func TestRetryStartsFromTheHeadersBeforeTheAnswer(t *testing.T) {
 	for _, preset := range []bool{false, true} {
-		emu := faceidtest.NewServer() // a new endpoint: a new ticket cache, no forced-refresh limit
-		t.Cleanup(emu.Close)
-		emu.AddApp(testAppID, testSecret)
 		var calls atomic.Int64
 		next := http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 			_, _ = io.Copy(io.Discard, req.Body)
@@ -94,12 +91,7 @@ func TestRetryStartsFromTheHeadersBeforeTheAnswer(t *testing.T) {
 			}
 			_, _ = io.WriteString(rw, `{"code":"0","msg":"ok"}`)
 		})
-		cfg := CreateConfig()
-		cfg.AppID, cfg.Secret, cfg.Endpoint = testAppID, testSecret, emu.URL
-		h, err := New(context.Background(), next, cfg, t.Name())
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := signerBefore(t, next)
 		warm := httptest.NewRecorder()
 		h.ServeHTTP(warm, httptest.NewRequest(http.MethodPost, "/faceid/query", strings.NewReader(queryBody)))
 		if warm.Code != 200 || ticketcache.Hot(h.(*Signer).tickets) == "" {
@@ -179,17 +171,9 @@ func (w *headerWatcher) WriteHeader(code int)        { w.written = append(w.writ
 // writer must still see WriteHeader, or Traefik's wrappers outside the
 // plugin would record no status.
 func TestEmptyAnswerStillWritesTheStatus(t *testing.T) {
-	emu := faceidtest.NewServer()
-	t.Cleanup(emu.Close)
-	emu.AddApp(testAppID, testSecret)
-	cfg := CreateConfig()
-	cfg.AppID, cfg.Secret, cfg.Endpoint = testAppID, testSecret, emu.URL
-	h, err := New(context.Background(), http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
+	h := signerBefore(t, http.HandlerFunc(func(rw http.ResponseWriter, req *http.Request) {
 		_, _ = io.Copy(io.Discard, req.Body)
-	}), cfg, t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
+	}))
 	for i := 0; i < 2; i++ { // the first fetches the ticket (general path), the second takes the fast path
 		w := &headerWatcher{header: http.Header{}}
 		h.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/faceid/query", strings.NewReader(queryBody)))
@@ -197,4 +181,21 @@ func TestEmptyAnswerStillWritesTheStatus(t *testing.T) {
 			t.Fatalf("request %d: WriteHeader calls %v, want [200]", i+1, w.written)
 		}
 	}
+}
+
+// signerBefore returns the middleware in front of next, fetching its tickets
+// from an emulator of its own: a new endpoint, so a new ticket cache with
+// no forced-refresh limit carried over from another test.
+func signerBefore(t *testing.T, next http.Handler) http.Handler {
+	t.Helper()
+	emu := faceidtest.NewServer()
+	t.Cleanup(emu.Close)
+	emu.AddApp(testAppID, testSecret)
+	cfg := CreateConfig()
+	cfg.AppID, cfg.Secret, cfg.Endpoint = testAppID, testSecret, emu.URL
+	h, err := New(context.Background(), next, cfg, t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

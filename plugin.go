@@ -127,7 +127,7 @@ func New(ctx context.Context, next http.Handler, config *Config, name string) (h
 // serveGeneral handles every request the fast path does not: the status
 // path, wrong methods, GET APIs, and the full rules for POST APIs.
 func (m *Signer) serveGeneral(rw http.ResponseWriter, req *http.Request) {
-	if m.settings.statusPath != "" && isStatusPath(req.URL.Path, m.settings.statusPath) {
+	if m.statusPaths[req.URL.Path] {
 		m.serveStatus(rw, req)
 		return
 	}
@@ -434,11 +434,6 @@ func (m *Signer) countVendorCode(body []byte) {
 }
 
 var successPrefix = []byte(`{"code":"0"`)
-
-// isStatusPath reports whether path is the status path or its /metrics.
-func isStatusPath(path, statusPath string) bool {
-	return path == statusPath || path == statusPath+"/metrics"
-}
 
 func (m *Signer) reject(rw http.ResponseWriter, rej *rejection) {
 	m.counts.add(m.counts.rejected, rej.code)

@@ -470,9 +470,7 @@ func (c *Cache) finishFlight(f *flight, ticket Ticket, err error, generation int
 		if ticket.OldTokenSupersededAt.After(c.current.FetchedAt) {
 			// Only a token newer than the current ticket's dooms it (a
 			// reused token older than it was already dead).
-			if dies := ticket.OldTokenSupersededAt.Add(supersededGrace); dies.Before(c.expiresAt) {
-				c.expiresAt = dies
-			}
+			c.expiresAt = supersededExpiry(c.expiresAt, ticket.OldTokenSupersededAt)
 		}
 		c.setHotLocked()
 		c.failures++
@@ -526,9 +524,7 @@ func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt tim
 	if !t.OldTokenSupersededAt.IsZero() {
 		// A newer token of the app id exists (a shared record marked by
 		// the replica that got it): due at once, and dead after the grace.
-		if dies := t.OldTokenSupersededAt.Add(supersededGrace); dies.Before(expiresAt) {
-			expiresAt = dies
-		}
+		expiresAt = supersededExpiry(expiresAt, t.OldTokenSupersededAt)
 		if t.OldTokenSupersededAt.Before(refreshAt) {
 			refreshAt = t.OldTokenSupersededAt
 		}
@@ -543,6 +539,15 @@ func schedule(t Ticket, refreshInterval time.Duration) (expiresAt, refreshAt tim
 		}
 	}
 	return expiresAt, refreshAt
+}
+
+// supersededExpiry returns expiresAt, or earlier the end of the grace a
+// ticket has after a newer token of its app id was issued at supersededAt.
+func supersededExpiry(expiresAt, supersededAt time.Time) time.Time {
+	if dies := supersededAt.Add(supersededGrace); dies.Before(expiresAt) {
+		return dies
+	}
+	return expiresAt
 }
 
 // backoffFor returns the wait after the n-th consecutive failure: lo
